@@ -1,0 +1,109 @@
+"""The application factory: builds every resource in the lifespan, wires the routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from event_collector.auth import endpoints as auth_endpoints
+from event_collector.auth.keys import load_signing_keys
+from event_collector.auth.service import TokenService
+from event_collector.context import AppContext
+from event_collector.events import endpoints as event_endpoints
+from event_collector.events.writer import EventWriter
+from event_collector.kit import migrate
+from event_collector.kit.db import Database
+from event_collector.kit.http import install_error_handlers
+from event_collector.kit.middleware import RequestContextMiddleware
+from event_collector.kit.settings import Settings, load_settings
+from event_collector.ops import endpoints as ops_endpoints
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Collects commerce entity events over REST, stores them durably, and forwards them at least once
+to each tenant's subscriptions.
+
+Every `/api/v1` request needs `Authorization: Bearer <token>` (from `POST /oauth/token`) and
+`X-TWC-Tenant: <tenant>`. Errors have the body
+`{"error": "<ErrorClass>", "detail": "<sentence>", "errors": [...]}` (`errors` for validation).
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        if settings.should_auto_migrate:
+            await migrate.upgrade(db)
+        keys = load_signing_keys(settings.key_dir)
+        writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
+        app.state.context = AppContext(
+            settings=settings,
+            db=db,
+            tokens=TokenService(db, settings, keys),
+            writer=writer,
+        )
+        try:
+            yield
+        finally:
+            await writer.drain()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Event Collector",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(ops_endpoints.router)
+    app.include_router(auth_endpoints.router)
+    app.include_router(event_endpoints.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated schema, plus what hand-parsed routes and header auth cannot declare."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for model in event_endpoints.OPENAPI_MODELS:
+        model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(model_schema.pop("$defs", {}))
+        schemas[model.__name__] = model_schema
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    tenant_header = {
+        "name": "X-TWC-Tenant",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The tenant the token was issued for",
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearerAuth": []}]
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("name") == "X-TWC-Tenant" for p in parameters):
+                parameters.append(tenant_header)
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,1 @@
+"""Tenants, OAuth2 clients, token issuance and verification."""

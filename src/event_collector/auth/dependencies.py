@@ -1,0 +1,50 @@
+"""Per-route authentication: bearer token, X-TWC-Tenant and scope checks.
+
+:class:`Authenticator` works both as a FastAPI dependency and as a plain call from the hot ingest
+route, which skips the dependency machinery.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from event_collector.auth.service import Principal, TokenRejected
+from event_collector.context import get_context
+from event_collector.kit.errors import BadRequest, Forbidden, Unauthorized
+
+TENANT_HEADER = "x-twc-tenant"
+
+
+class Authenticator:
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> Principal:
+        authorization = request.headers.get("authorization")
+        if not authorization:
+            raise Unauthorized("an Authorization: Bearer <token> header is required")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        try:
+            principal = await get_context(request).tokens.verify(token)
+        except TokenRejected as exc:
+            raise Unauthorized(str(exc)) from None
+        tenant = request.headers.get(TENANT_HEADER)
+        if not tenant:
+            raise BadRequest("the X-TWC-Tenant header is required")
+        if tenant != principal.tenant:
+            raise Forbidden("the token is not valid for this tenant")
+        if self.scope not in principal.scopes:
+            raise Forbidden(f"the token lacks the {self.scope!r} scope")
+        return principal
+
+
+authenticate_events_read = Authenticator("events:read")
+authenticate_events_write = Authenticator("events:write")
+
+EventsRead = Annotated[Principal, Depends(authenticate_events_read)]
+EventsWrite = Annotated[Principal, Depends(authenticate_events_write)]

@@ -1,0 +1,135 @@
+"""OAuth 2.0 client-credentials token endpoints and the JWKS."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from event_collector.auth.service import OAuthError
+from event_collector.context import get_context
+from event_collector.kit.http import json_response
+
+router = APIRouter(tags=["auth"])
+
+_TOKEN_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "scope": {"type": "string", "description": "space-separated scopes"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "An access token",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "access_token": {"type": "string"},
+                            "token_type": {"type": "string"},
+                            "expires_in": {"type": "integer"},
+                            "scope": {"type": "string"},
+                        },
+                    }
+                }
+            },
+        },
+        "400": {"description": "invalid_request / unsupported_grant_type / invalid_scope"},
+        "401": {"description": "invalid_client"},
+    },
+}
+
+
+async def _token(request: Request, realm: str | None) -> Response:
+    try:
+        form = await _read_form(request)
+        grant_type = form.get("grant_type")
+        if grant_type is None:
+            raise OAuthError("invalid_request", "grant_type is required")
+        if grant_type != "client_credentials":
+            raise OAuthError(
+                "unsupported_grant_type", "only grant_type=client_credentials is supported"
+            )
+        client_id, client_secret = _client_credentials(request, form)
+        token = await get_context(request).tokens.issue(
+            client_id, client_secret, form.get("scope"), realm=realm
+        )
+    except OAuthError as exc:
+        headers = {"WWW-Authenticate": "Basic"} if exc.status_code == 401 else None
+        return json_response(
+            {"error": exc.error, "error_description": exc.detail},
+            exc.status_code,
+            headers,
+        )
+    return json_response(token, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError(
+            "invalid_request", "send the token request as application/x-www-form-urlencoded"
+        )
+    body = await request.body()
+    if len(body) > 16_384:
+        raise OAuthError("invalid_request", "the token request is too large")
+    try:
+        parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise OAuthError("invalid_request", "the form is not valid UTF-8") from None
+    duplicated = [name for name, values in parsed.items() if len(values) > 1]
+    if duplicated:
+        raise OAuthError("invalid_request", f"parameter {duplicated[0]!r} is repeated")
+    return {name: values[0] for name, values in parsed.items()}
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    """Client id and secret from HTTP Basic (RFC 6749 §2.3.1) or the form body."""
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+            client_id, _, client_secret = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
+        return unquote(client_id), unquote(client_secret)
+    client_id, client_secret = form.get("client_id"), form.get("client_secret")
+    if not client_id or not client_secret:
+        raise OAuthError("invalid_client", "client_id and client_secret are required", 401)
+    return client_id, client_secret
+
+
+@router.post("/oauth/token", openapi_extra=_TOKEN_DOC, summary="Get an access token")
+async def token(request: Request) -> Response:
+    return await _token(request, realm=None)
+
+
+@router.post(
+    "/auth/realms/{tenant}/protocol/openid-connect/token",
+    openapi_extra=_TOKEN_DOC,
+    summary="Get an access token (Keycloak-shaped path; the realm is the tenant)",
+)
+async def realm_token(tenant: str, request: Request) -> Response:
+    return await _token(request, realm=tenant)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify our tokens")
+async def jwks(request: Request) -> dict[str, Any]:
+    return get_context(request).tokens.jwks

@@ -1,0 +1,27 @@
+"""The resources the app builds in its lifespan, reachable from every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from event_collector.auth.service import TokenService
+from event_collector.events.writer import EventWriter
+from event_collector.kit.db import Database
+from event_collector.kit.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    tokens: TokenService
+    writer: EventWriter
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context

@@ -1,0 +1,1 @@
+"""Collecting entity events: validation, idempotent storage, listing."""

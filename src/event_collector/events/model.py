@@ -1,0 +1,149 @@
+"""The event as it moves through ingestion: validated, normalised, hashed, stored."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from event_collector.events.schemas import EventIn, derive_entity_type
+from event_collector.kit.timefmt import isoformat_z
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """A validated event about to be stored (and handed to the ingest hooks)."""
+
+    tenant: str
+    id: str
+    entity_id: str | None
+    entity_name: str | None
+    event_type: str
+    event_source: str | None
+    operation: str
+    entity_type: str | None
+    payload_entity_id: str | None
+    key_attributes: dict[str, str] | None
+    payload_b64: str | None
+    fault_b64: str | None
+    content_hash: str
+    received_at: datetime
+    seq: int | None = field(default=None)
+
+    @classmethod
+    def from_input(cls, tenant: str, event: EventIn, received_at: datetime) -> NewEvent:
+        payload = event.event_payload
+        entity_id = event.entity_id if event.entity_id is not None else payload.entity_id
+        payload_entity_id = payload.entity_id if payload.entity_id is not None else entity_id
+        event_type = event.event_type.value
+        fields = {
+            "entity_id": entity_id,
+            "entity_name": event.entity_name,
+            "event_type": event_type,
+            "event_source": event.event_source.value if event.event_source else None,
+            "operation": payload.operation.value,
+            "payload_entity_id": payload_entity_id,
+            "key_attributes": payload.key_attributes,
+            "payload_b64": payload.base64_encoded_payload_json,
+            "fault_b64": payload.base64_encoded_fault_json,
+        }
+        content_hash = hashlib.sha256(
+            json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        return cls(
+            tenant=tenant,
+            id=event.id or str(uuid.uuid4()),
+            entity_type=derive_entity_type(event_type, event.entity_name),
+            content_hash=content_hash,
+            received_at=received_at,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "id": self.id,
+            "entity_id": self.entity_id,
+            "entity_name": self.entity_name,
+            "event_type": self.event_type,
+            "event_source": self.event_source,
+            "operation": self.operation,
+            "entity_type": self.entity_type,
+            "payload_entity_id": self.payload_entity_id,
+            "key_attributes": self.key_attributes,
+            "payload_b64": self.payload_b64,
+            "fault_b64": self.fault_b64,
+            "content_hash": self.content_hash,
+            "received_at": self.received_at,
+        }
+
+
+@dataclass
+class StoredEvent:
+    """An event read back from storage (or just written): what the API and hooks see."""
+
+    seq: int
+    tenant: str
+    id: str
+    entity_id: str | None
+    entity_name: str | None
+    event_type: str
+    event_source: str | None
+    operation: str
+    entity_type: str | None
+    payload_entity_id: str | None
+    key_attributes: dict[str, str] | None
+    payload_b64: str | None
+    fault_b64: str | None
+    content_hash: str
+    received_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredEvent:
+        mapping = row._mapping if hasattr(row, "_mapping") else row
+        return cls(**{name: mapping[name] for name in _STORED_FIELDS})
+
+    @classmethod
+    def from_new(cls, event: NewEvent, seq: int) -> StoredEvent:
+        return cls(seq=seq, **event.row())
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "entity_id": self.entity_id,
+            "entity_name": self.entity_name,
+            "event_type": self.event_type,
+            "event_source": self.event_source,
+            "event_payload": {
+                "base64_encoded_payload_json": self.payload_b64,
+                "base64_encoded_fault_json": self.fault_b64,
+                "entity_id": self.payload_entity_id,
+                "key_attributes": self.key_attributes,
+                "operation": self.operation,
+            },
+            "tenant": self.tenant,
+            "entity_type": self.entity_type,
+            "received_at": isoformat_z(self.received_at),
+        }
+
+    @cached_property
+    def payload(self) -> Any:
+        """The decoded payload JSON, or None when absent or not JSON."""
+        return _decode_json(self.payload_b64)
+
+
+_STORED_FIELDS = tuple(f.name for f in fields(StoredEvent))
+
+
+def _decode_json(b64: str | None) -> Any:
+    if not b64:
+        return None
+    try:
+        return json.loads(base64.b64decode(b64 + "=" * (-len(b64) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,180 @@
+"""The rules of collecting events: validate, store idempotently, read back."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from event_collector.events.model import NewEvent, StoredEvent
+from event_collector.events.repository import EventRepository
+from event_collector.events.schemas import EventIn
+from event_collector.events.writer import EventWriter, IngestResult, Outcome
+from event_collector.kit.db import utcnow
+from event_collector.kit.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from event_collector.kit.http import pydantic_errors, raise_for_validation
+from event_collector.kit.metrics import events_ingested
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    max_decoded_payload_bytes: int
+    max_batch_events: int
+
+
+def parse_event(body: bytes, limits: IngestLimits) -> EventIn:
+    try:
+        return EventIn.model_validate_json(
+            body, context={"max_decoded_payload_bytes": limits.max_decoded_payload_bytes}
+        )
+    except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise BadRequest("the request body is not valid JSON") from None
+        raise_for_validation(exc)
+        raise  # unreachable: raise_for_validation always raises
+
+
+def _count(results: list[IngestResult]) -> None:
+    for result in results:
+        events_ingested.labels(
+            result.event.entity_type or "NONE", result.event.operation, result.outcome.value
+        ).inc()
+
+
+async def ingest_event(
+    writer: EventWriter, tenant: str, body: bytes, limits: IngestLimits
+) -> IngestResult:
+    """Store one event; a conflicting re-use of its id raises :class:`Conflict`."""
+    event = NewEvent.from_input(tenant, parse_event(body, limits), utcnow())
+    results = await writer.submit([event])
+    _count(results)
+    (result,) = results
+    if result.outcome is Outcome.CONFLICT:
+        raise Conflict(f"an event with id {event.id!r} already exists with different content")
+    return result
+
+
+async def ingest_batch(
+    writer: EventWriter, tenant: str, body: bytes, limits: IngestLimits
+) -> dict[str, Any]:
+    """Store every valid event of a batch; report each item's fate in order."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    items = document.get("events") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise BadRequest('send a JSON array of events (or {"events": [...]})')
+    if len(items) > limits.max_batch_events:
+        raise PayloadTooLarge(
+            f"a batch holds at most {limits.max_batch_events} events; this one has {len(items)}"
+        )
+    if not items:
+        raise BadRequest("the batch is empty")
+
+    context = {"max_decoded_payload_bytes": limits.max_decoded_payload_bytes}
+    received_at = utcnow()
+    rows: list[dict[str, Any]] = []
+    valid: list[tuple[int, NewEvent]] = []
+    for index, item in enumerate(items):
+        try:
+            parsed = EventIn.model_validate(item, context=context)
+        except ValidationError as exc:
+            problems = pydantic_errors(exc)
+            first = problems[0]
+            where = ".".join(str(part) for part in first["loc"])
+            rows.append(
+                {
+                    "index": index,
+                    "id": item.get("id")
+                    if isinstance(item, dict) and isinstance(item.get("id"), str)
+                    else None,
+                    "status": "invalid",
+                    "error": f"{where}: {first['msg']}" if where else first["msg"],
+                    "errors": [{"loc": p["loc"], "msg": p["msg"]} for p in problems],
+                }
+            )
+            continue
+        event = NewEvent.from_input(tenant, parsed, received_at)
+        valid.append((index, event))
+        rows.append({"index": index, "id": event.id, "status": None})
+
+    if valid:
+        results = await writer.submit([event for _, event in valid])
+        _count(results)
+        for (index, event), result in zip(valid, results, strict=True):
+            row = rows[index]
+            row["status"] = result.outcome.value
+            if result.outcome is Outcome.CONFLICT:
+                row["error"] = (
+                    f"an event with id {event.id!r} already exists with different content"
+                )
+
+    summary = {status: 0 for status in ("created", "duplicate", "conflict", "invalid")}
+    for row in rows:
+        summary[row["status"]] += 1
+    return {"results": rows, **summary}
+
+
+async def get_event(conn: AsyncConnection, tenant: str, event_id: str) -> StoredEvent:
+    event = await EventRepository.from_connection(conn).get(tenant, event_id)
+    if event is None:
+        raise NotFound(f"no event with id {event_id!r}")
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    entity_type: str | None = None
+    entity_id: str | None = None
+    event_type: str | None = None
+    operation: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+
+
+async def list_events(
+    conn: AsyncConnection,
+    tenant: str,
+    filters: EventFilters,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    after = decode_cursor(cursor) if cursor else None
+    events = await EventRepository.from_connection(conn).list(
+        tenant,
+        after_seq=after,
+        limit=limit + 1,
+        entity_type=filters.entity_type,
+        entity_id=filters.entity_id,
+        event_type=filters.event_type,
+        operation=filters.operation,
+        since=filters.since,
+        until=filters.until,
+    )
+    page, more = events[:limit], len(events) > limit
+    return {
+        "items": [event.to_api() for event in page],
+        "next_cursor": encode_cursor(page[-1].seq) if more else None,
+    }

@@ -1,0 +1,187 @@
+"""Group commit: concurrent ingest requests share one database transaction.
+
+A request hands its validated events to :meth:`EventWriter.submit` and waits. One flush runs at a
+time; everything submitted while it runs becomes the next group, written in one transaction
+together with whatever the ingest hooks add (delivery rows, read-model changes), so an event and
+its consequences commit together (the transactional outbox) and the commit cost is shared.
+
+If a group's transaction fails, its requests are retried one by one, so a request that cannot be
+stored fails alone and never takes its neighbours down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from event_collector.events.model import NewEvent, StoredEvent
+from event_collector.events.repository import EventRepository
+from event_collector.kit.db import Database
+from event_collector.kit.errors import ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+IngestHook = Callable[[AsyncConnection, Sequence[StoredEvent]], Awaitable[None]]
+"""Called inside the ingest transaction with the events that were newly stored."""
+
+AfterCommitHook = Callable[[Sequence[StoredEvent]], None]
+"""Called after the transaction committed (e.g. to wake the dispatcher); must not raise."""
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(slots=True)
+class IngestResult:
+    outcome: Outcome
+    event: StoredEvent
+
+
+@dataclass(slots=True)
+class _Submission:
+    events: Sequence[NewEvent]
+    future: asyncio.Future[list[IngestResult]]
+
+
+class EventWriter:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        hooks: Sequence[IngestHook] = (),
+        after_commit: Sequence[AfterCommitHook] = (),
+        max_group_events: int = 2000,
+    ) -> None:
+        self._db = db
+        self._hooks = list(hooks)
+        self._after_commit = list(after_commit)
+        self._max_group_events = max_group_events
+        self._pending: list[_Submission] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def add_hook(self, hook: IngestHook) -> None:
+        self._hooks.append(hook)
+
+    def add_after_commit(self, hook: AfterCommitHook) -> None:
+        self._after_commit.append(hook)
+
+    async def submit(self, events: Sequence[NewEvent]) -> list[IngestResult]:
+        """Store events (idempotently) and return one result per event, in order."""
+        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Submission(events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_loop())
+        return await future
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is written (used at shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            group = self._take_group()
+            try:
+                results = await self._write(group)
+            except Exception:
+                if len(group) == 1:
+                    logger.exception("ingest transaction failed")
+                    _fail(group[0], "ingest transaction failed")
+                    continue
+                logger.warning(
+                    "group commit failed; retrying its %d requests one by one", len(group)
+                )
+                for submission in group:
+                    try:
+                        (single,) = await self._write([submission])
+                    except Exception as exc:
+                        logger.exception("ingest transaction failed")
+                        _fail(submission, repr(exc))
+                    else:
+                        _resolve(submission, single)
+                continue
+            for submission, result in zip(group, results, strict=True):
+                _resolve(submission, result)
+
+    def _take_group(self) -> list[_Submission]:
+        group: list[_Submission] = []
+        count = 0
+        while self._pending and (
+            not group or count + len(self._pending[0].events) <= self._max_group_events
+        ):
+            submission = self._pending.pop(0)
+            group.append(submission)
+            count += len(submission.events)
+        return group
+
+    async def _write(self, group: Sequence[_Submission]) -> list[list[IngestResult]]:
+        first_by_key: dict[tuple[str, str], NewEvent] = {}
+        for submission in group:
+            for event in submission.events:
+                first_by_key.setdefault((event.tenant, event.id), event)
+        to_insert = list(first_by_key.values())
+
+        async with self._db.write() as conn:
+            repository = EventRepository.from_connection(conn)
+            inserted = await repository.insert_new(to_insert)
+            created = [
+                StoredEvent.from_new(event, inserted[(event.tenant, event.id)])
+                for event in to_insert
+                if (event.tenant, event.id) in inserted
+            ]
+            existing_keys = [key for key in first_by_key if key not in inserted]
+            existing = {
+                (stored.tenant, stored.id): stored
+                for stored in await repository.get_many_by_key(existing_keys)
+            }
+            for hook in self._hooks:
+                await hook(conn, created)
+
+        created_by_key = {(event.tenant, event.id): event for event in created}
+        claimed: set[tuple[str, str]] = set()
+        results: list[list[IngestResult]] = []
+        for submission in group:
+            per_request: list[IngestResult] = []
+            for event in submission.events:
+                key = (event.tenant, event.id)
+                if key in created_by_key and key not in claimed:
+                    claimed.add(key)
+                    per_request.append(IngestResult(Outcome.CREATED, created_by_key[key]))
+                    continue
+                stored = created_by_key.get(key) or existing[key]
+                outcome = (
+                    Outcome.DUPLICATE
+                    if stored.content_hash == event.content_hash
+                    else Outcome.CONFLICT
+                )
+                per_request.append(IngestResult(outcome, stored))
+            results.append(per_request)
+
+        for after in self._after_commit:
+            try:
+                after(created)
+            except Exception:
+                logger.exception("after-commit hook failed")
+        return results
+
+
+def _resolve(submission: _Submission, result: list[IngestResult]) -> None:
+    if not submission.future.done():
+        submission.future.set_result(result)
+
+
+def _fail(submission: _Submission, reason: str) -> None:
+    if not submission.future.done():
+        submission.future.set_exception(IngestFailed(reason))
+
+
+class IngestFailed(ServiceUnavailable):
+    """The events could not be stored; nothing was acknowledged, so the client may retry."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, database, errors, HTTP helpers, logging, metrics."""

@@ -1,0 +1,134 @@
+"""Typed settings read once from ``EC_*`` environment variables.
+
+Nobody else reads ``os.environ``: every component receives the :class:`Settings` instance built in
+the application factory or the CLI, so a bad value fails at start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from event_collector.kit.errors import ConfigurationError
+
+DEFAULT_SQLITE_FILE = "event-collector.db"
+
+
+class TrustedIssuer(BaseSettings):
+    """An external token issuer (e.g. a Keycloak realm) whose JWTs are accepted."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    issuer: str
+    jwks_url: str
+    audience: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EC_", extra="ignore", frozen=True)
+
+    # Storage
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///./{DEFAULT_SQLITE_FILE}",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://…",
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Apply migrations when `serve` starts; default: on for SQLite, off otherwise.",
+    )
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = Field(default=None, description="Base URL users reach us at.")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_batch_body_bytes: int = Field(default=32 << 20, ge=1024)
+    max_batch_events: int = Field(default=500, ge=1, le=10_000)
+    max_decoded_payload_bytes: int = Field(default=256 << 10, ge=1)
+
+    # Auth
+    key_dir: Path = Field(default=Path("./.event-collector"), description="Signing keys live here.")
+    token_issuer: str = "event-collector"
+    token_lifetime: timedelta = timedelta(hours=1)
+    token_cache_seconds: float = Field(default=5.0, ge=0)
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    bootstrap_demo: bool = Field(
+        default=True,
+        description="On the first start with no tenant, create a demo tenant and client.",
+    )
+
+    # Ingest
+    ingest_group_max_events: int = Field(default=2000, ge=1)
+
+    # Operations
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Delivery (used by the delivery capability)
+    aws_endpoint_url: str | None = None
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Notifications (used by the notification capability)
+    email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite:///"):
+            value = "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
+        if not (
+            value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")
+        ):
+            raise ValueError(
+                "must be sqlite+aiosqlite:///<file> or postgresql+asyncpg://user@host/db"
+            )
+        return value
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if "/" in host:
+                try:
+                    ipaddress.ip_network(host, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{host!r} is not a valid network: {exc}") from None
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

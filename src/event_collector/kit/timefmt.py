@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def isoformat_z(value: datetime) -> str:
+    """ISO-8601 UTC with a ``Z`` suffix, microsecond precision."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse ISO-8601; a naive value is taken as UTC."""
+    parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace(" ", "+"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
