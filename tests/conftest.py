@@ -1,0 +1,174 @@
+"""Test fixtures: the whole suite runs against SQLite and PostgreSQL, through the real app.
+
+* ``backend`` parametrises every test that uses the app over ``sqlite`` and ``postgres``.
+  PostgreSQL comes from ``EC_TEST_POSTGRES_URL`` (default: the local server as ``postgres``);
+  each test session creates a fresh database and drops it at the end. When the server cannot be
+  reached the PostgreSQL half is skipped, unless ``EC_TEST_REQUIRE_POSTGRES=1`` (CI), where it
+  fails instead.
+* Tests isolate themselves by tenant: each gets a new tenant (``tenant`` fixture), so one
+  migrated database serves the whole session, as one database serves many tenants in production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from event_collector.app import create_app
+from event_collector.auth import service as auth_service
+from event_collector.context import AppContext
+from event_collector.kit.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "EC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("EC_TEST_REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_report_header() -> str:
+    return f"postgres: {POSTGRES_ADMIN_URL} (required: {REQUIRE_POSTGRES})"
+
+
+async def _create_postgres_database() -> str:
+    name = f"ec_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {exc}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def _drop_postgres_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "event-collector.db"
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = await _create_postgres_database()
+    yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    await _drop_postgres_database(url)
+
+
+def make_settings(database_url: str, key_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "key_dir": key_dir,
+        "auto_migrate": True,
+        "bootstrap_demo": False,
+        "token_cache_seconds": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, key_dir: Path) -> Settings:
+    return make_settings(database_url, key_dir)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def context(app: FastAPI) -> AppContext:
+    ctx: AppContext = app.state.context
+    return ctx
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@dataclass
+class TenantFixture:
+    name: str
+    client_id: str
+    client_secret: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "X-TWC-Tenant": self.name}
+
+
+async def make_tenant(
+    context: AppContext, http: httpx.AsyncClient, scopes: list[str] | None = None
+) -> TenantFixture:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    async with context.db.write() as conn:
+        await auth_service.create_tenant(conn, name)
+        issued = await auth_service.create_client(conn, name, scopes=scopes)
+    response = await http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": issued.client_id,
+            "client_secret": issued.client_secret,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return TenantFixture(name, issued.client_id, issued.client_secret,
+                         response.json()["access_token"])
+
+
+@pytest_asyncio.fixture
+async def tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixture:
+    return await make_tenant(context, client)
+
+
+@pytest_asyncio.fixture
+async def other_tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixture:
+    return await make_tenant(context, client)
+
+
+@pytest.fixture
+def anyio_backend() -> Iterator[str]:
+    yield "asyncio"
