@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,17 @@ async def database_url(
     if backend == "sqlite":
         path = tmp_path_factory.mktemp("sqlite") / "event-collector.db"
         yield f"sqlite+aiosqlite:///{path}"
+        return
+    url = await _create_postgres_database()
+    yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    await _drop_postgres_database(url)
+
+
+@pytest_asyncio.fixture
+async def empty_database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of the session's backend with nothing in it (for migration tests)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
     url = await _create_postgres_database()
     yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -155,8 +166,9 @@ async def make_tenant(
         },
     )
     assert response.status_code == 200, response.text
-    return TenantFixture(name, issued.client_id, issued.client_secret,
-                         response.json()["access_token"])
+    return TenantFixture(
+        name, issued.client_id, issued.client_secret, response.json()["access_token"]
+    )
 
 
 @pytest_asyncio.fixture
@@ -167,8 +179,3 @@ async def tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixtur
 @pytest_asyncio.fixture
 async def other_tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(context, client)
-
-
-@pytest.fixture
-def anyio_backend() -> Iterator[str]:
-    yield "asyncio"

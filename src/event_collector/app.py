@@ -18,7 +18,7 @@ from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
 from event_collector.kit import migrate
 from event_collector.kit.db import Database
-from event_collector.kit.http import install_error_handlers
+from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
@@ -81,7 +82,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
-    for model in event_endpoints.OPENAPI_MODELS:
+    for model in (*event_endpoints.OPENAPI_MODELS, ErrorBody):
         model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(model_schema.pop("$defs", {}))
         schemas[model.__name__] = model_schema
@@ -96,14 +97,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "description": "The tenant the token was issued for",
     }
     for path, operations in schema.get("paths", {}).items():
-        if not path.startswith("/api/"):
-            continue
         for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            # Validation errors are answered 400 (kit.http), never FastAPI's 422.
+            if responses.pop("422", None) is not None and "400" not in responses:
+                responses["400"] = {
+                    "description": "Invalid request",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    },
+                }
+            if not path.startswith("/api/"):
+                continue
             operation["security"] = [{"bearerAuth": []}]
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name") == "X-TWC-Tenant" for p in parameters):
                 parameters.append(tenant_header)
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
     app.openapi_schema = schema
     return schema

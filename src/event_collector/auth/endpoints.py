@@ -110,10 +110,10 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
         except (binascii.Error, UnicodeDecodeError):
             raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
         return unquote(client_id), unquote(client_secret)
-    client_id, client_secret = form.get("client_id"), form.get("client_secret")
-    if not client_id or not client_secret:
+    form_id, form_secret = form.get("client_id"), form.get("client_secret")
+    if not form_id or not form_secret:
         raise OAuthError("invalid_client", "client_id and client_secret are required", 401)
-    return client_id, client_secret
+    return form_id, form_secret
 
 
 @router.post("/oauth/token", openapi_extra=_TOKEN_DOC, summary="Get an access token")

@@ -63,7 +63,7 @@ class EventRepository:
         row = result.first()
         return StoredEvent.from_row(row) if row else None
 
-    async def list(
+    async def list_page(
         self,
         tenant: str,
         *,

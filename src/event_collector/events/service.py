@@ -162,7 +162,7 @@ async def list_events(
     limit: int,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
-    events = await EventRepository.from_connection(conn).list(
+    events = await EventRepository.from_connection(conn).list_page(
         tenant,
         after_seq=after,
         limit=limit + 1,

@@ -35,6 +35,16 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         await conn.run_sync(_upgrade)
 
 
+async def downgrade(db: Database, revision: str) -> None:
+    def _downgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with db.write() as conn:
+        await conn.run_sync(_downgrade)
+
+
 async def current_revision(db: Database) -> str | None:
     def _current(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
