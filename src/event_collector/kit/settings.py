@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from event_collector.kit.errors import ConfigurationError
@@ -20,10 +20,10 @@ from event_collector.kit.errors import ConfigurationError
 DEFAULT_SQLITE_FILE = "event-collector.db"
 
 
-class TrustedIssuer(BaseSettings):
+class TrustedIssuer(BaseModel):
     """An external token issuer (e.g. a Keycloak realm) whose JWTs are accepted."""
 
-    model_config = SettingsConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     issuer: str
     jwks_url: str
