@@ -20,6 +20,7 @@ from event_collector.kit import migrate
 from event_collector.kit.db import Database
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
+from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
 
@@ -35,7 +36,7 @@ Every `/api/v1` request needs `Authorization: Bearer <token>` (from `POST /oauth
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> EventCollectorApp:
     settings = settings or load_settings()
 
     @asynccontextmanager
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await writer.drain()
             await db.dispose()
 
-    app = FastAPI(
+    app = EventCollectorApp(
         title="Event Collector",
         version="0.1.0",
         description=DESCRIPTION,
@@ -69,17 +70,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_endpoints.router)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
+    for route in event_endpoints.RAW_ROUTES:
+        app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: EventCollectorApp) -> dict[str, Any]:
     """The generated schema, plus what hand-parsed routes and header auth cannot declare."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    for route in app.raw_routes.values():
+        schema["paths"].setdefault(route.path, {})[route.method.lower()] = route.openapi
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for model in (*event_endpoints.OPENAPI_MODELS, ErrorBody):

@@ -1,7 +1,7 @@
 """Per-route authentication: bearer token, X-TWC-Tenant and scope checks.
 
-:class:`Authenticator` works both as a FastAPI dependency and as a plain call from the hot ingest
-route, which skips the dependency machinery.
+:class:`Authenticator` works both as a FastAPI dependency and as a plain call from the raw
+ingest routes, which skip the dependency machinery.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from event_collector.auth.service import Principal, TokenRejected
+from event_collector.auth.service import Principal, TokenRejected, TokenService
 from event_collector.context import get_context
 from event_collector.kit.errors import BadRequest, Forbidden, Unauthorized
 
@@ -22,7 +22,15 @@ class Authenticator:
         self.scope = scope
 
     async def __call__(self, request: Request) -> Principal:
-        authorization = request.headers.get("authorization")
+        return await self.authenticate(
+            get_context(request).tokens,
+            request.headers.get("authorization"),
+            request.headers.get(TENANT_HEADER),
+        )
+
+    async def authenticate(
+        self, tokens: TokenService, authorization: str | None, tenant: str | None
+    ) -> Principal:
         if not authorization:
             raise Unauthorized("an Authorization: Bearer <token> header is required")
         scheme, _, token = authorization.partition(" ")
@@ -30,10 +38,9 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         try:
-            principal = await get_context(request).tokens.verify(token)
+            principal = await tokens.verify(token)
         except TokenRejected as exc:
             raise Unauthorized(str(exc)) from None
-        tenant = request.headers.get(TENANT_HEADER)
         if not tenant:
             raise BadRequest("the X-TWC-Tenant header is required")
         if tenant != principal.tenant:

@@ -1,5 +1,5 @@
-"""HTTP for events. The two ingest routes read raw bytes and validate with pydantic directly:
-they are the hot path, so they skip FastAPI's body handling and dependency resolution."""
+"""HTTP for events. The two ingest routes are raw routes (kit.raw_routes): they read raw bytes
+and validate with pydantic directly, skipping FastAPI's stack, because they are the hot path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from event_collector.auth.dependencies import EventsRead, authenticate_events_write
+from event_collector.auth.dependencies import (
+    TENANT_HEADER,
+    EventsRead,
+    authenticate_events_write,
+)
 from event_collector.context import get_context
 from event_collector.events import service as event_service
 from event_collector.events.schemas import (
@@ -24,15 +28,10 @@ from event_collector.events.schemas import (
 from event_collector.events.writer import Outcome
 from event_collector.kit.errors import BadRequest
 from event_collector.kit.http import error_responses, json_response, read_json_body
+from event_collector.kit.raw_routes import RawRoute
 from event_collector.kit.timefmt import parse_timestamp
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
-
-
-def _body_doc(schema_ref: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref}}},
-    }
 
 
 def _limits(request: Request) -> event_service.IngestLimits:
@@ -43,25 +42,13 @@ def _limits(request: Request) -> event_service.IngestLimits:
     )
 
 
-@router.post(
-    "",
-    summary="Create an event",
-    description=(
-        "Stores the event and routes it to the tenant's subscriptions in one transaction. "
-        "Re-posting the same id with identical content answers 200 with the stored event and "
-        "creates nothing; the same id with different content answers 409."
-    ),
-    status_code=201,
-    responses={
-        201: {"model": EventOut, "description": "Created"},
-        200: {"model": EventOut, "description": "Identical re-post: the stored event"},
-        **error_responses(400, 401, 403, 409, 413, 415),
-    },
-    openapi_extra=_body_doc({"$ref": "#/components/schemas/EventIn"}),
-)
 async def create_event(request: Request) -> Response:
-    principal = await authenticate_events_write(request)
     context = get_context(request)
+    principal = await authenticate_events_write.authenticate(
+        context.tokens,
+        request.headers.get("authorization"),
+        request.headers.get(TENANT_HEADER),
+    )
     body = await read_json_body(request, context.settings.max_body_bytes)
     result = await event_service.ingest_event(
         context.writer, principal.tenant, body, _limits(request)
@@ -70,42 +57,105 @@ async def create_event(request: Request) -> Response:
     return json_response(result.event.to_api(), status)
 
 
-@router.post(
-    "/batch",
-    summary="Create up to 500 events in one request",
-    description=(
-        'Accepts a JSON array of events (or `{"events": [...]}`). Valid items are stored even '
-        "when others are not; each item's result is `created`, `duplicate`, `conflict` or "
-        "`invalid`, in request order. The batch is limited by `EC_MAX_BATCH_EVENTS`."
-    ),
-    response_model=BatchResult,
-    responses=error_responses(400, 401, 403, 413, 415),
-    openapi_extra=_body_doc(
-        {
-            "oneOf": [
-                {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
-                {
-                    "type": "object",
-                    "properties": {
-                        "events": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/EventIn"},
-                        }
-                    },
-                    "required": ["events"],
-                },
-            ]
-        }
-    ),
-)
 async def create_events_batch(request: Request) -> Response:
-    principal = await authenticate_events_write(request)
     context = get_context(request)
+    principal = await authenticate_events_write.authenticate(
+        context.tokens,
+        request.headers.get("authorization"),
+        request.headers.get(TENANT_HEADER),
+    )
     body = await read_json_body(request, context.settings.max_batch_body_bytes)
     result = await event_service.ingest_batch(
         context.writer, principal.tenant, body, _limits(request)
     )
     return json_response(result)
+
+
+def _ref(model: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {
+        str(code): _json(_ref("ErrorBody"), entry["description"])
+        for code, entry in error_responses(*codes).items()
+    }
+
+
+RAW_ROUTES = (
+    RawRoute(
+        "POST",
+        "/api/v1/events",
+        create_event,
+        {
+            "tags": ["events"],
+            "summary": "Create an event",
+            "operationId": "create_event",
+            "description": (
+                "Stores the event (and whatever must commit with it: delivery rows, read-model "
+                "changes) in one transaction before answering. Re-posting the same id with "
+                "identical content answers 200 with the stored event and creates nothing; the "
+                "same id with different content answers 409."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("EventIn")}},
+            },
+            "responses": {
+                "201": _json(_ref("EventOut"), "Created"),
+                "200": _json(_ref("EventOut"), "Identical re-post: the stored event"),
+                **_errors(400, 401, 403, 409, 413, 415),
+            },
+        },
+    ),
+    RawRoute(
+        "POST",
+        "/api/v1/events/batch",
+        create_events_batch,
+        {
+            "tags": ["events"],
+            "summary": "Create up to 500 events in one request",
+            "operationId": "create_events_batch",
+            "description": (
+                'Accepts a JSON array of events (or `{"events": [...]}`). Valid items are '
+                "stored even when others are not; each item's result is `created`, "
+                "`duplicate`, `conflict` or `invalid`, in request order. At most "
+                "`EC_MAX_BATCH_EVENTS` (500) events."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"type": "array", "items": _ref("EventIn"), "minItems": 1},
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "events": {
+                                            "type": "array",
+                                            "items": _ref("EventIn"),
+                                            "minItems": 1,
+                                        }
+                                    },
+                                    "required": ["events"],
+                                },
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(_ref("BatchResult"), "One result per item, in request order"),
+                **_errors(400, 401, 403, 413, 415),
+            },
+        },
+    ),
+)
 
 
 @router.get(
@@ -170,5 +220,5 @@ async def list_events(
     return json_response(page)
 
 
-# Referenced by the ingest routes' hand-written request body documentation.
-OPENAPI_MODELS = (EventIn,)
+# Referenced by the raw routes' hand-written OpenAPI operations.
+OPENAPI_MODELS = (EventIn, EventOut, BatchResult)

@@ -11,6 +11,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from pydantic_core import to_json
+
 from event_collector.events.schemas import EventIn, derive_entity_type
 from event_collector.kit.timefmt import isoformat_z
 
@@ -48,13 +50,16 @@ class NewEvent:
             "event_source": event.event_source.value if event.event_source else None,
             "operation": payload.operation.value,
             "payload_entity_id": payload_entity_id,
-            "key_attributes": payload.key_attributes,
+            # Sorted, so a re-post listing the same attributes in another order is identical.
+            "key_attributes": (
+                dict(sorted(payload.key_attributes.items()))
+                if payload.key_attributes is not None
+                else None
+            ),
             "payload_b64": payload.base64_encoded_payload_json,
             "fault_b64": payload.base64_encoded_fault_json,
         }
-        content_hash = hashlib.sha256(
-            json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-        ).hexdigest()
+        content_hash = hashlib.sha256(to_json(fields)).hexdigest()
         return cls(
             tenant=tenant,
             id=event.id or str(uuid.uuid4()),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
+from event_collector.kit.db import InlineConnection
 from event_collector.models import event_table
 
 _ALL_COLUMNS = [event_table.c[name] for name in StoredEvent.__dataclass_fields__]
@@ -17,11 +20,11 @@ _KEY_CHUNK = 400
 
 
 class EventRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection | InlineConnection) -> None:
         self.conn = conn
 
     @classmethod
-    def from_connection(cls, conn: AsyncConnection) -> EventRepository:
+    def from_connection(cls, conn: AsyncConnection | InlineConnection) -> EventRepository:
         return cls(conn)
 
     def _scoped(self, tenant: str) -> Select[tuple[object, ...]]:
@@ -32,9 +35,20 @@ class EventRepository:
 
         Keys already present (a re-post, or a concurrent writer in another process) are left
         untouched; the caller compares their content.
+
+        This is the hottest statement of the service: on SQLite (inline) and PostgreSQL it goes
+        to the driver directly with one multi-row statement, skipping SQLAlchemy's per-row
+        parameter processing, which cost more than the insert itself.
         """
         if not events:
             return {}
+        if isinstance(self.conn, InlineConnection):
+            return _insert_new_sqlite(self.conn, events)
+        if self.conn.dialect.name == "postgresql":
+            return await _insert_new_postgres(self.conn, events)
+        return await self._insert_new_generic(events)
+
+    async def _insert_new_generic(self, events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
         dialect_insert = (
             postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
         )
@@ -104,3 +118,102 @@ class EventRepository:
             statement = statement.where(event_table.c.tenant == tenant)
         result = await self.conn.execute(statement.order_by(event_table.c.seq).limit(limit))
         return [StoredEvent.from_row(row) for row in result]
+
+
+_INSERT_COLUMNS = (
+    "tenant",
+    "id",
+    "entity_id",
+    "entity_name",
+    "event_type",
+    "event_source",
+    "operation",
+    "entity_type",
+    "payload_entity_id",
+    "key_attributes",
+    "payload_b64",
+    "fault_b64",
+    "content_hash",
+    "received_at",
+)
+_SQLITE_ROWS_PER_STATEMENT = 32_000 // len(_INSERT_COLUMNS)
+_SQLITE_ROW = "(" + ",".join("?" * len(_INSERT_COLUMNS)) + ")"
+_SQLITE_INSERT = (
+    f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) VALUES {{rows}} "
+    "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
+)
+# The text SQLAlchemy's SQLite DATETIME stores, so UTCDateTime reads these rows back.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _insert_new_sqlite(
+    conn: InlineConnection, events: Sequence[NewEvent]
+) -> dict[tuple[str, str], int]:
+    driver = conn.sync_connection.connection.driver_connection
+    assert driver is not None
+    inserted: dict[tuple[str, str], int] = {}
+    for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
+        chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
+        parameters: list[object] = []
+        for event in chunk:
+            parameters += (
+                event.tenant,
+                event.id,
+                event.entity_id,
+                event.entity_name,
+                event.event_type,
+                event.event_source,
+                event.operation,
+                event.entity_type,
+                event.payload_entity_id,
+                None if event.key_attributes is None else json.dumps(event.key_attributes),
+                event.payload_b64,
+                event.fault_b64,
+                event.content_hash,
+                event.received_at.astimezone(UTC).strftime(_SQLITE_DATETIME),
+            )
+        statement = _SQLITE_INSERT.format(rows=",".join([_SQLITE_ROW] * len(chunk)))
+        for seq, tenant, event_id in driver.execute(statement, parameters).fetchall():
+            inserted[(tenant, event_id)] = seq
+    return inserted
+
+
+_POSTGRES_INSERT = (
+    f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) "
+    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
+    "$5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], $9::varchar[], $10::json[], "
+    "$11::text[], $12::text[], $13::varchar[], $14::timestamptz[]) "
+    "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
+)
+
+
+async def _insert_new_postgres(
+    conn: AsyncConnection, events: Sequence[NewEvent]
+) -> dict[tuple[str, str], int]:
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    columns: list[list[object]] = [[] for _ in _INSERT_COLUMNS]
+    for event in events:
+        for column, value in zip(columns, _postgres_row(event), strict=True):
+            column.append(value)
+    rows = await driver.fetch(_POSTGRES_INSERT, *columns)
+    return {(row["tenant"], row["id"]): row["seq"] for row in rows}
+
+
+def _postgres_row(event: NewEvent) -> tuple[object, ...]:
+    return (
+        event.tenant,
+        event.id,
+        event.entity_id,
+        event.entity_name,
+        event.event_type,
+        event.event_source,
+        event.operation,
+        event.entity_type,
+        event.payload_entity_id,
+        None if event.key_attributes is None else json.dumps(event.key_attributes),
+        event.payload_b64,
+        event.fault_b64,
+        event.content_hash,
+        event.received_at,
+    )

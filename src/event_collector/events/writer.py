@@ -21,13 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
-from event_collector.kit.db import Database
+from event_collector.kit.db import Database, InlineConnection
 from event_collector.kit.errors import ServiceUnavailable
+from event_collector.kit.metrics import ingest_group_size
 
 logger = logging.getLogger(__name__)
 
-IngestHook = Callable[[AsyncConnection, Sequence[StoredEvent]], Awaitable[None]]
-"""Called inside the ingest transaction with the events that were newly stored."""
+IngestHook = Callable[[AsyncConnection | InlineConnection, Sequence[StoredEvent]], Awaitable[None]]
+"""Called inside the ingest transaction with the events that were newly stored.
+
+On SQLite the connection is an :class:`InlineConnection` whose awaits never suspend: a hook
+should only run queries on it, not wait for anything else."""
 
 AfterCommitHook = Callable[[Sequence[StoredEvent]], None]
 """Called after the transaction committed (e.g. to wake the dispatcher); must not raise."""
@@ -128,8 +132,9 @@ class EventWriter:
             for event in submission.events:
                 first_by_key.setdefault((event.tenant, event.id), event)
         to_insert = list(first_by_key.values())
+        ingest_group_size.observe(len(to_insert))
 
-        async with self._db.write() as conn:
+        async with self._db.write_inline() as conn:
             repository = EventRepository.from_connection(conn)
             inserted = await repository.insert_new(to_insert)
             created = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -37,7 +37,7 @@ _HTTP_ERROR_NAMES = {
 
 
 def dumps(content: Any) -> bytes:
-    return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+    return to_json(content)
 
 
 def json_response(
@@ -101,14 +101,14 @@ def error_body(exc: EventCollectorError) -> dict[str, Any]:
     return body
 
 
-async def _handle_app_error(request: Request, exc: Exception) -> Response:
+async def handle_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EventCollectorError)
     if exc.status_code >= 500:
         logger.error("request failed: %s %s: %s", request.method, request.url.path, exc.detail)
     return json_response(error_body(exc), exc.status_code, exc.headers)
 
 
-async def _handle_request_validation(request: Request, exc: Exception) -> Response:
+async def handle_request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = pydantic_errors(exc)
     if any(p["type"] == "json_invalid" for p in problems):
@@ -118,7 +118,7 @@ async def _handle_request_validation(request: Request, exc: Exception) -> Respon
     return json_response(error_body(failure), 400)
 
 
-async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
     detail = exc.detail
@@ -131,7 +131,7 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return json_response(
         {"error": "InternalError", "detail": "an unexpected error occurred; it has been logged"},
@@ -140,10 +140,10 @@ async def _handle_unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(EventCollectorError, _handle_app_error)
-    app.add_exception_handler(RequestValidationError, _handle_request_validation)
-    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
-    app.add_exception_handler(Exception, _handle_unexpected)
+    app.add_exception_handler(EventCollectorError, handle_app_error)
+    app.add_exception_handler(RequestValidationError, handle_request_validation)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(Exception, handle_unexpected)
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
