@@ -45,7 +45,11 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         if settings.should_auto_migrate:
             await migrate.upgrade(db)
         keys = load_signing_keys(settings.key_dir)
-        writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
+        writer = EventWriter(
+            db,
+            max_group_events=settings.ingest_group_max_events,
+            max_inflight_groups=settings.inflight_ingest_groups,
+        )
         app.state.context = AppContext(
             settings=settings,
             db=db,

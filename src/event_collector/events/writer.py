@@ -1,7 +1,9 @@
 """Group commit: concurrent ingest requests share one database transaction.
 
-A request hands its validated events to :meth:`EventWriter.submit` and waits. One flush runs at a
-time; everything submitted while it runs becomes the next group, written in one transaction
+A request hands its validated events to :meth:`EventWriter.submit` and waits. Up to
+``max_inflight_groups`` flushes run at a time (one on SQLite, whose writes are serial anyway;
+several on PostgreSQL, which overlaps their commits); everything submitted while they run
+becomes the next group, written in one transaction
 together with whatever the ingest hooks add (delivery rows, read-model changes), so an event and
 its consequences commit together (the transactional outbox) and the commit cost is shared.
 
@@ -63,13 +65,15 @@ class EventWriter:
         hooks: Sequence[IngestHook] = (),
         after_commit: Sequence[AfterCommitHook] = (),
         max_group_events: int = 2000,
+        max_inflight_groups: int = 1,
     ) -> None:
         self._db = db
         self._hooks = list(hooks)
         self._after_commit = list(after_commit)
         self._max_group_events = max_group_events
+        self._max_flushers = max_inflight_groups
         self._pending: list[_Submission] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
 
     def add_hook(self, hook: IngestHook) -> None:
         self._hooks.append(hook)
@@ -81,14 +85,16 @@ class EventWriter:
         """Store events (idempotently) and return one result per event, in order."""
         future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Submission(events, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_loop())
+        if len(self._flushers) < self._max_flushers:
+            flusher = asyncio.create_task(self._flush_loop())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await future
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is written (used at shutdown)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)
+        while self._flushers:
+            await asyncio.gather(*self._flushers, return_exceptions=True)
 
     async def _flush_loop(self) -> None:
         while self._pending:

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
 
     # Ingest
     ingest_group_max_events: int = Field(default=2000, ge=1)
+    ingest_max_inflight_groups: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Concurrent group-commit transactions; default 1 on SQLite, 4 otherwise.",
+    )
 
     # Operations
     log_format: Literal["text", "json"] = "text"
@@ -116,6 +122,12 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def inflight_ingest_groups(self) -> int:
+        if self.ingest_max_inflight_groups is not None:
+            return self.ingest_max_inflight_groups
+        return 1 if self.is_sqlite else 4
 
     @cached_property
     def should_auto_migrate(self) -> bool:
