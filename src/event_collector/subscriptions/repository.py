@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import insert, select, true, update
+from sqlalchemy import insert, select, true, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.models import subscription_table
@@ -73,3 +73,25 @@ class SubscriptionRepository:
             )
             rows.extend((await self.conn.execute(statement)).all())
         return rows
+
+    async def sealed_secrets_after(self, after: tuple[str, str] | None, limit: int) -> list[Any]:
+        """Every tenant's sealed secrets in (tenant, id) order: for re-sealing after a key
+        rotation (an operator task across tenants)."""
+        statement = select(_t.c.tenant, _t.c.id, _t.c.secret_sealed).where(
+            _t.c.secret_sealed.is_not(None)
+        )
+        if after is not None:
+            statement = statement.where(tuple_(_t.c.tenant, _t.c.id) > tuple_(*after))
+        result = await self.conn.execute(statement.order_by(_t.c.tenant, _t.c.id).limit(limit))
+        return list(result.all())
+
+    async def replace_sealed_secret(
+        self, tenant: str, subscription_id: str, old: str, new: str
+    ) -> bool:
+        """Swap a sealed secret unless a concurrent write changed it meanwhile."""
+        result = await self.conn.execute(
+            update(_t)
+            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c.secret_sealed == old)
+            .values(secret_sealed=new)
+        )
+        return bool(result.rowcount)

@@ -102,7 +102,9 @@ def _open_secret(policy: Policy, row: dict[str, Any]) -> str | None:
         )
     except SecretDecryptionError:
         # Shown as a bare mask; the dispatcher reports the failure on its attempts.
-        logger.warning("the stored secret of a subscription cannot be opened (key missing?)")
+        logger.warning(
+            "the stored secret of subscription %s cannot be opened (key missing?)", row["id"]
+        )
         return None
 
 
@@ -378,3 +380,43 @@ def to_api(
         "deactivatedAt": isoformat_z(deactivated_at) if deactivated_at else None,
         "deactivatedReason": row["deactivated_reason"],
     }
+
+
+@dataclass(slots=True)
+class ResealProgress:
+    """One batch of :func:`reseal_batch`: where to continue, and what happened."""
+
+    next_after: tuple[str, str] | None
+    examined: int = 0
+    resealed: int = 0
+    unreadable: int = 0
+
+
+async def reseal_batch(
+    conn: AsyncConnection, box: SecretBox, after: tuple[str, str] | None, limit: int = 200
+) -> ResealProgress:
+    """Re-seal, with the newest key, the secrets sealed with an older one (after a rotation).
+
+    Secrets no key can open are counted and left as they are. Returns ``next_after=None`` once
+    every subscription has been examined.
+    """
+    repository = SubscriptionRepository.from_connection(conn)
+    rows = await repository.sealed_secrets_after(after, limit)
+    progress = ResealProgress(next_after=(rows[-1].tenant, rows[-1].id) if rows else None)
+    progress.examined = len(rows)
+    for row in rows:
+        if box.key_id_of(row.secret_sealed) == box.current_kid:
+            continue
+        associated_data = secret_associated_data(row.tenant, row.id)
+        try:
+            plaintext = box.open(row.secret_sealed, associated_data=associated_data)
+        except SecretDecryptionError:
+            progress.unreadable += 1
+            logger.warning("cannot open the secret of subscription %s of %s", row.id, row.tenant)
+            continue
+        sealed = box.seal(plaintext, associated_data=associated_data)
+        if await repository.replace_sealed_secret(row.tenant, row.id, row.secret_sealed, sealed):
+            progress.resealed += 1
+    if len(rows) < limit:
+        progress.next_after = None
+    return progress
