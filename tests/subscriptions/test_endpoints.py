@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -717,3 +718,11 @@ async def test_auth_and_scopes(client, tenant: TenantFixture, context: AppContex
     assert (await client.get(URL, headers=events_only.headers)).status_code == 403
     wrong_tenant = {**tenant.headers, "X-TWC-Tenant": reader.name}
     assert (await client.get(URL, headers=wrong_tenant)).status_code == 403
+
+
+async def test_concurrent_creates_with_one_id(client, tenant: TenantFixture) -> None:
+    body = subscription_body()
+    responses = await asyncio.gather(
+        *(client.post(URL, json=body, headers=tenant.headers) for _ in range(6))
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409, 409]
