@@ -14,15 +14,18 @@ from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
 from event_collector.context import AppContext
+from event_collector.delivery.routing import route_events
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
 from event_collector.kit import migrate
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
+from event_collector.subscriptions import endpoints as subscription_endpoints
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +53,13 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             max_group_events=settings.ingest_group_max_events,
             max_inflight_groups=settings.inflight_ingest_groups,
         )
+        writer.add_hook(route_events)
         app.state.context = AppContext(
             settings=settings,
             db=db,
             tokens=TokenService(db, settings, keys),
             writer=writer,
+            secrets=SecretBox.from_key_dir(settings.key_dir),
         )
         try:
             yield
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(ops_endpoints.router)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
+    app.include_router(subscription_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -260,3 +260,55 @@ def client_revoke(client_id: str) -> None:
 
     _run(_settings(), work)
     console.print(f"revoked client {client_id}")
+
+
+@app.command("rotate-secret-key")
+def rotate_secret_key() -> None:
+    """Add a new key for secrets at rest (EC_KEY_DIR); it seals from the next start on.
+
+    Copy the new key file to every server, restart them, then run `reseal-secrets`. Older keys
+    keep opening what they sealed; remove one only once `reseal-secrets` reports nothing left.
+    """
+    from event_collector.kit.crypto import KEY_PREFIX, create_key_file
+
+    settings = _settings()
+    kid = create_key_file(settings.key_dir)
+    console.print(f"created {settings.key_dir / f'{KEY_PREFIX}{kid}.bin'} (key id {kid})")
+
+
+@app.command("reseal-secrets")
+def reseal_secrets() -> None:
+    """Re-encrypt every stored subscription secret with the newest key (after a rotation)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from event_collector.kit.crypto import SecretBox
+    from event_collector.subscriptions.service import reseal_batch
+
+    settings = _settings()
+    box = SecretBox.from_key_dir(settings.key_dir)
+
+    async def work(db: Database) -> tuple[int, int, int]:
+        after: tuple[str, str] | None = None
+        examined = resealed = unreadable = 0
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=err_console
+        ) as bar:
+            task = bar.add_task("re-sealing secrets")
+            while True:
+                async with db.write() as conn:
+                    progress = await reseal_batch(conn, box, after)
+                examined += progress.examined
+                resealed += progress.resealed
+                unreadable += progress.unreadable
+                bar.update(task, description=f"examined {examined}, re-sealed {resealed}")
+                if progress.next_after is None:
+                    return examined, resealed, unreadable
+                after = progress.next_after
+
+    examined, resealed, unreadable = _run(settings, work)
+    console.print(
+        f"examined {examined} secrets, re-sealed {resealed} with key {box.current_kid}"
+        + (f", [red]{unreadable} could not be opened[/]" if unreadable else "")
+    )
+    if unreadable:
+        raise typer.Exit(1)

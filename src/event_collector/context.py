@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from event_collector.auth.service import TokenService
 from event_collector.events.writer import EventWriter
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 
@@ -19,6 +20,7 @@ class AppContext:
     db: Database
     tokens: TokenService
     writer: EventWriter
+    secrets: SecretBox
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -12,9 +12,14 @@ from hypothesis import strategies as st
 from tests.factories import event_body
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 event_fields = st.sampled_from(
@@ -78,7 +83,9 @@ async def test_any_json_document_gets_a_4xx_or_success(client, tenant, document)
 @given(raw=st.binary(max_size=200))
 async def test_arbitrary_bytes_get_a_4xx(client, tenant, raw) -> None:
     response = await client.post(
-        "/api/v1/events", content=raw, headers={**tenant.headers, "Content-Type": "application/json"}
+        "/api/v1/events",
+        content=raw,
+        headers={**tenant.headers, "Content-Type": "application/json"},
     )
     assert response.status_code in ACCEPTED, response.text
 

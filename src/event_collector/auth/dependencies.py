@@ -55,3 +55,9 @@ authenticate_events_write = Authenticator("events:write")
 
 EventsRead = Annotated[Principal, Depends(authenticate_events_read)]
 EventsWrite = Annotated[Principal, Depends(authenticate_events_write)]
+
+authenticate_subscriptions_read = Authenticator("subscriptions:read")
+authenticate_subscriptions_write = Authenticator("subscriptions:write")
+
+SubscriptionsRead = Annotated[Principal, Depends(authenticate_subscriptions_read)]
+SubscriptionsWrite = Annotated[Principal, Depends(authenticate_subscriptions_write)]

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
-from event_collector.kit.db import InlineConnection
+from event_collector.kit.db import AnyConnection, InlineConnection
 from event_collector.models import event_table
 
 _ALL_COLUMNS = [event_table.c[name] for name in StoredEvent.__dataclass_fields__]
@@ -20,11 +20,11 @@ _KEY_CHUNK = 400
 
 
 class EventRepository:
-    def __init__(self, conn: AsyncConnection | InlineConnection) -> None:
+    def __init__(self, conn: AnyConnection) -> None:
         self.conn = conn
 
     @classmethod
-    def from_connection(cls, conn: AsyncConnection | InlineConnection) -> EventRepository:
+    def from_connection(cls, conn: AnyConnection) -> EventRepository:
         return cls(conn)
 
     def _scoped(self, tenant: str) -> Select[tuple[object, ...]]:

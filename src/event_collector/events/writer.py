@@ -19,17 +19,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
-from event_collector.kit.db import Database, InlineConnection
+from event_collector.kit.db import AnyConnection, Database
 from event_collector.kit.errors import ServiceUnavailable
 from event_collector.kit.metrics import ingest_group_size
 
 logger = logging.getLogger(__name__)
 
-IngestHook = Callable[[AsyncConnection | InlineConnection, Sequence[StoredEvent]], Awaitable[None]]
+IngestHook = Callable[[AnyConnection, Sequence[StoredEvent]], Awaitable[None]]
 """Called inside the ingest transaction with the events that were newly stored.
 
 On SQLite the connection is an :class:`InlineConnection` whose awaits never suspend: a hook

@@ -144,6 +144,10 @@ class InlineConnection:
         return fn(self.sync_connection, *args, **kwargs)
 
 
+AnyConnection = AsyncConnection | InlineConnection
+"""What ingest hooks and the repositories they call receive (see Database.write_inline)."""
+
+
 class Database:
     """The engine plus the transaction helpers every request and worker uses."""
 

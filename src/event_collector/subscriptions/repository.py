@@ -1,0 +1,97 @@
+"""Every query on the subscription table. Tenant scoping is applied here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import insert, select, true, tuple_, update
+
+from event_collector.kit.db import AnyConnection
+from event_collector.models import subscription_table
+
+_t = subscription_table
+_TENANT_CHUNK = 500
+
+ROUTING_COLUMNS = (
+    _t.c.tenant,
+    _t.c.id,
+    _t.c.entity_type,
+    _t.c.subscribe_create,
+    _t.c.subscribe_change,
+    _t.c.subscribe_delete,
+)
+
+
+class SubscriptionRepository:
+    def __init__(self, conn: AnyConnection) -> None:
+        self.conn = conn
+
+    @classmethod
+    def from_connection(cls, conn: AnyConnection) -> SubscriptionRepository:
+        return cls(conn)
+
+    async def get(
+        self, tenant: str, subscription_id: str, *, for_update: bool = False
+    ) -> dict[str, Any] | None:
+        statement = select(_t).where(_t.c.tenant == tenant, _t.c.id == subscription_id)
+        if for_update:
+            # Serialises concurrent read-modify-write on PostgreSQL (SQLite writes are serial).
+            statement = statement.with_for_update()
+        row = (await self.conn.execute(statement)).first()
+        return dict(row._mapping) if row else None
+
+    async def list_for_tenant(self, tenant: str, *, include_inactive: bool) -> list[dict[str, Any]]:
+        statement = select(_t).where(_t.c.tenant == tenant)
+        if not include_inactive:
+            statement = statement.where(_t.c.active == true())
+        result = await self.conn.execute(statement.order_by(_t.c.created_at, _t.c.id))
+        return [dict(row._mapping) for row in result]
+
+    async def insert(self, values: dict[str, Any]) -> None:
+        await self.conn.execute(insert(_t).values(**values))
+
+    async def update(self, tenant: str, subscription_id: str, values: dict[str, Any]) -> bool:
+        result = await self.conn.execute(
+            update(_t).where(_t.c.tenant == tenant, _t.c.id == subscription_id).values(**values)
+        )
+        return bool(result.rowcount)
+
+    async def active_for_routing(
+        self, tenants: Collection[str], entity_types: Collection[str]
+    ) -> list[Any]:
+        """The active subscriptions of these tenants for these entity types (routing columns)."""
+        rows: list[Any] = []
+        tenant_list = sorted(tenants)
+        types = sorted(entity_types)
+        for start in range(0, len(tenant_list), _TENANT_CHUNK):
+            chunk = tenant_list[start : start + _TENANT_CHUNK]
+            statement = select(*ROUTING_COLUMNS).where(
+                _t.c.tenant.in_(chunk) if len(chunk) > 1 else _t.c.tenant == chunk[0],
+                _t.c.entity_type.in_(types) if len(types) > 1 else _t.c.entity_type == types[0],
+                _t.c.active == true(),
+            )
+            rows.extend((await self.conn.execute(statement)).all())
+        return rows
+
+    async def sealed_secrets_after(self, after: tuple[str, str] | None, limit: int) -> list[Any]:
+        """Every tenant's sealed secrets in (tenant, id) order: for re-sealing after a key
+        rotation (an operator task across tenants)."""
+        statement = select(_t.c.tenant, _t.c.id, _t.c.secret_sealed).where(
+            _t.c.secret_sealed.is_not(None)
+        )
+        if after is not None:
+            statement = statement.where(tuple_(_t.c.tenant, _t.c.id) > tuple_(*after))
+        result = await self.conn.execute(statement.order_by(_t.c.tenant, _t.c.id).limit(limit))
+        return list(result.all())
+
+    async def replace_sealed_secret(
+        self, tenant: str, subscription_id: str, old: str, new: str
+    ) -> bool:
+        """Swap a sealed secret unless a concurrent write changed it meanwhile."""
+        result = await self.conn.execute(
+            update(_t)
+            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c.secret_sealed == old)
+            .values(secret_sealed=new)
+        )
+        return bool(result.rowcount)
