@@ -1,0 +1,3 @@
+from event_collector.cli import app
+
+app()
