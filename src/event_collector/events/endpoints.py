@@ -42,32 +42,28 @@ def _limits(request: Request) -> event_service.IngestLimits:
     )
 
 
-async def create_event(request: Request) -> Response:
-    context = get_context(request)
+async def _authenticated_body(request: Request, limit: int) -> tuple[str, bytes]:
+    """The tenant of a request allowed to write events, and its raw JSON body."""
     principal = await authenticate_events_write.authenticate(
-        context.tokens,
+        get_context(request).tokens,
         request.headers.get("authorization"),
         request.headers.get(TENANT_HEADER),
     )
-    body = await read_json_body(request, context.settings.max_body_bytes)
-    result = await event_service.ingest_event(
-        context.writer, principal.tenant, body, _limits(request)
-    )
+    return principal.tenant, await read_json_body(request, limit)
+
+
+async def create_event(request: Request) -> Response:
+    context = get_context(request)
+    tenant, body = await _authenticated_body(request, context.settings.max_body_bytes)
+    result = await event_service.ingest_event(context.writer, tenant, body, _limits(request))
     status = 201 if result.outcome is Outcome.CREATED else 200
     return json_response(result.event.to_api(), status)
 
 
 async def create_events_batch(request: Request) -> Response:
     context = get_context(request)
-    principal = await authenticate_events_write.authenticate(
-        context.tokens,
-        request.headers.get("authorization"),
-        request.headers.get(TENANT_HEADER),
-    )
-    body = await read_json_body(request, context.settings.max_batch_body_bytes)
-    result = await event_service.ingest_batch(
-        context.writer, principal.tenant, body, _limits(request)
-    )
+    tenant, body = await _authenticated_body(request, context.settings.max_batch_body_bytes)
+    result = await event_service.ingest_batch(context.writer, tenant, body, _limits(request))
     return json_response(result)
 
 

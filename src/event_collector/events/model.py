@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -17,9 +17,9 @@ from event_collector.events.schemas import EventIn, derive_entity_type
 from event_collector.kit.timefmt import isoformat_z
 
 
-@dataclass(slots=True)
-class NewEvent:
-    """A validated event about to be stored (and handed to the ingest hooks)."""
+@dataclass
+class EventData:
+    """The stored fields of an event, as the ``event`` table holds them (less ``seq``)."""
 
     tenant: str
     id: str
@@ -35,7 +35,14 @@ class NewEvent:
     fault_b64: str | None
     content_hash: str
     received_at: datetime
-    seq: int | None = field(default=None)
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _DATA_FIELDS}
+
+
+@dataclass
+class NewEvent(EventData):
+    """A validated event about to be stored."""
 
     @classmethod
     def from_input(cls, tenant: str, event: EventIn, received_at: datetime) -> NewEvent:
@@ -69,44 +76,12 @@ class NewEvent:
             **fields,  # type: ignore[arg-type]
         )
 
-    def row(self) -> dict[str, Any]:
-        return {
-            "tenant": self.tenant,
-            "id": self.id,
-            "entity_id": self.entity_id,
-            "entity_name": self.entity_name,
-            "event_type": self.event_type,
-            "event_source": self.event_source,
-            "operation": self.operation,
-            "entity_type": self.entity_type,
-            "payload_entity_id": self.payload_entity_id,
-            "key_attributes": self.key_attributes,
-            "payload_b64": self.payload_b64,
-            "fault_b64": self.fault_b64,
-            "content_hash": self.content_hash,
-            "received_at": self.received_at,
-        }
-
 
 @dataclass
-class StoredEvent:
+class StoredEvent(EventData):
     """An event read back from storage (or just written): what the API and hooks see."""
 
     seq: int
-    tenant: str
-    id: str
-    entity_id: str | None
-    entity_name: str | None
-    event_type: str
-    event_source: str | None
-    operation: str
-    entity_type: str | None
-    payload_entity_id: str | None
-    key_attributes: dict[str, str] | None
-    payload_b64: str | None
-    fault_b64: str | None
-    content_hash: str
-    received_at: datetime
 
     @classmethod
     def from_row(cls, row: Any) -> StoredEvent:
@@ -142,6 +117,7 @@ class StoredEvent:
         return _decode_json(self.payload_b64)
 
 
+_DATA_FIELDS = tuple(f.name for f in fields(EventData))
 _STORED_FIELDS = tuple(f.name for f in fields(StoredEvent))
 
 

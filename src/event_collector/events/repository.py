@@ -156,22 +156,8 @@ def _insert_new_sqlite(
         chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
         parameters: list[object] = []
         for event in chunk:
-            parameters += (
-                event.tenant,
-                event.id,
-                event.entity_id,
-                event.entity_name,
-                event.event_type,
-                event.event_source,
-                event.operation,
-                event.entity_type,
-                event.payload_entity_id,
-                None if event.key_attributes is None else json.dumps(event.key_attributes),
-                event.payload_b64,
-                event.fault_b64,
-                event.content_hash,
-                event.received_at.astimezone(UTC).strftime(_SQLITE_DATETIME),
-            )
+            parameters += _driver_row(event)
+            parameters[-1] = event.received_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
         statement = _SQLITE_INSERT.format(rows=",".join([_SQLITE_ROW] * len(chunk)))
         for seq, tenant, event_id in driver.execute(statement, parameters).fetchall():
             inserted[(tenant, event_id)] = seq
@@ -194,13 +180,14 @@ async def _insert_new_postgres(
     driver: Any = raw.driver_connection
     columns: list[list[object]] = [[] for _ in _INSERT_COLUMNS]
     for event in events:
-        for column, value in zip(columns, _postgres_row(event), strict=True):
+        for column, value in zip(columns, _driver_row(event), strict=True):
             column.append(value)
     rows = await driver.fetch(_POSTGRES_INSERT, *columns)
     return {(row["tenant"], row["id"]): row["seq"] for row in rows}
 
 
-def _postgres_row(event: NewEvent) -> tuple[object, ...]:
+def _driver_row(event: NewEvent) -> tuple[object, ...]:
+    """The values of ``_INSERT_COLUMNS``, JSON already encoded (``received_at`` last)."""
     return (
         event.tenant,
         event.id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from alembic import command
@@ -25,24 +26,22 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    def _upgrade(connection: Connection) -> None:
+async def _run(db: Database, alembic_command: Callable[[Config, str], None], rev: str) -> None:
+    def _in_transaction(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        alembic_command(config, rev)
 
     async with db.write() as conn:
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_in_transaction)
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    await _run(db, command.upgrade, revision)
 
 
 async def downgrade(db: Database, revision: str) -> None:
-    def _downgrade(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-    async with db.write() as conn:
-        await conn.run_sync(_downgrade)
+    await _run(db, command.downgrade, revision)
 
 
 async def current_revision(db: Database) -> str | None:
