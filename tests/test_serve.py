@@ -23,10 +23,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_server(directory: Path, port: int) -> subprocess.Popen[str]:
-    """`event-collector serve` in ``directory`` with no EC_* settings, once it is ready."""
+def _start_server(
+    directory: Path, port: int, *, bootstrap_demo: bool = True
+) -> subprocess.Popen[str]:
+    """`event-collector serve` in ``directory`` with no other EC_* settings, once it is ready."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
     env["EC_PORT"] = str(port)
+    env["EC_BOOTSTRAP_DEMO"] = str(bootstrap_demo).lower()
     server = subprocess.Popen(
         [sys.executable, "-m", "event_collector", "serve"],
         cwd=directory,
