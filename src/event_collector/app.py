@@ -14,9 +14,13 @@ from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
 from event_collector.context import AppContext
+from event_collector.delivery import endpoints as delivery_endpoints
+from event_collector.delivery import service as delivery_service
+from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
 from event_collector.kit import migrate
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.http import install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
@@ -45,16 +49,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrate.upgrade(db)
         keys = load_signing_keys(settings.key_dir)
         writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
+        secrets = SecretBox.from_key_dir(settings.key_dir)
+        # Wake dispatchers in other processes (PostgreSQL NOTIFY, sent at commit).
+        writer.add_hook(delivery_service.notify_new_work)
+        dispatcher: Dispatcher | None = None
+        if settings.dispatcher_enabled:
+            dispatcher = Dispatcher(settings, db, secrets)
+            writer.add_after_commit(dispatcher.after_commit)
         app.state.context = AppContext(
             settings=settings,
             db=db,
             tokens=TokenService(db, settings, keys),
             writer=writer,
+            secrets=secrets,
+            dispatcher=dispatcher,
         )
+        if dispatcher is not None:
+            await dispatcher.start()
         try:
             yield
         finally:
             await writer.drain()
+            if dispatcher is not None:
+                await dispatcher.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -68,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_endpoints.router)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
+    app.include_router(delivery_endpoints.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -128,6 +128,34 @@ async def _bootstrap_demo(db: Database, settings: Settings) -> None:
 
 
 @app.command()
+def worker() -> None:
+    """Run only the delivery dispatcher (scale-out: any number of workers on one PostgreSQL)."""
+    import signal
+
+    from event_collector.delivery.dispatcher import Dispatcher
+    from event_collector.kit.crypto import SecretBox
+    from event_collector.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def work(db: Database) -> None:
+        dispatcher = Dispatcher(settings, db, SecretBox.from_key_dir(settings.key_dir))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await dispatcher.start()
+        err_console.print(f"delivery worker {dispatcher.owner} running (Ctrl-C to stop)")
+        try:
+            await stop.wait()
+        finally:
+            await dispatcher.stop()
+
+    _run(settings, work)
+
+
+@app.command()
 def migrate() -> None:
     """Apply database migrations up to the newest schema."""
     settings = _settings()
