@@ -94,9 +94,8 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 status = 204
             elif path.startswith("/status/"):
                 status = int(path.split("/")[2])
-            elif path.startswith("/flaky/"):
-                if count < int(path.split("/")[2]):
-                    status, headers = 503, {"Retry-After": "1"}
+            elif path.startswith("/flaky/") and count < int(path.split("/")[2]):
+                status, headers = 503, {"Retry-After": "1"}
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)

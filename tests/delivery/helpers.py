@@ -73,9 +73,7 @@ async def post_events(
             assert response.status_code == 201, response.text
             stored.append(response.json())
         else:
-            response = await client.post(
-                "/api/v1/events/batch", json=chunk, headers=tenant.headers
-            )
+            response = await client.post("/api/v1/events/batch", json=chunk, headers=tenant.headers)
             assert response.status_code == 200, response.text
             stored.extend(chunk)
     return stored
@@ -119,9 +117,7 @@ async def route(
 
 async def deliveries(context: AppContext, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     async with context.db.read() as conn:
-        rows = await conn.execute(
-            select(delivery_table).where(delivery_table.c.id.in_(list(ids)))
-        )
+        rows = await conn.execute(select(delivery_table).where(delivery_table.c.id.in_(list(ids))))
         return {row.id: dict(row._mapping) for row in rows}
 
 
@@ -136,9 +132,9 @@ async def attempts(context: AppContext, delivery_id: str) -> list[dict[str, Any]
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], within: float = 20.0, what: str = "condition"
 ) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         if await check():
             return
@@ -148,7 +144,7 @@ async def wait_for(
 
 
 async def wait_status(
-    context: AppContext, ids: Sequence[str], status: str, timeout: float = 20.0
+    context: AppContext, ids: Sequence[str], status: str, within: float = 20.0
 ) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
 
@@ -158,7 +154,7 @@ async def wait_status(
         return len(result) == len(ids) and all(r["status"] == status for r in result.values())
 
     try:
-        await wait_for(done, timeout, f"{len(ids)} deliveries to be {status}")
+        await wait_for(done, within, f"{len(ids)} deliveries to be {status}")
     except AssertionError:
         states = {k: (v["status"], v["attempts"], v["last_error"]) for k, v in result.items()}
         raise AssertionError(f"not all {status}: {states}") from None

@@ -62,7 +62,10 @@ async def test_transient_failures_retry_then_succeed_honouring_retry_after(
 ) -> None:
     path = f"/flaky/2/{dtenant.name}"
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(path)},
+        dcontext,
+        dtenant.name,
+        "WEBHOOK",
+        {"url": webhook_receiver.url(path)},
         secret=webhook_secret(),
     )
     (event,) = await post_events(dclient, dtenant)
@@ -82,8 +85,11 @@ async def test_exhausted_retries_dead_letter_then_replay_delivers(
     dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK",
-        {"url": webhook_receiver.url(f"/status/500/{dtenant.name}")}, secret=webhook_secret(),
+        dcontext,
+        dtenant.name,
+        "WEBHOOK",
+        {"url": webhook_receiver.url(f"/status/500/{dtenant.name}")},
+        secret=webhook_secret(),
     )
     events = await post_events(dclient, dtenant, 2)
     made = await route(dcontext, dtenant.name, [sub], [e["id"] for e in events])
@@ -175,11 +181,15 @@ async def test_test_endpoint_reports_success_and_failure_truthfully(
 ) -> None:
     secret = webhook_secret()
     good = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/t/{dtenant.name}")},
+        dcontext,
+        dtenant.name,
+        "WEBHOOK",
+        {"url": webhook_receiver.url(f"/ok/t/{dtenant.name}")},
         secret=secret,
     )
-    response = await dclient.post(f"/api/v1/event-subscription/{good}/test",
-                                  headers=dtenant.headers)
+    response = await dclient.post(
+        f"/api/v1/event-subscription/{good}/test", headers=dtenant.headers
+    )
     assert response.status_code == 200
     result = response.json()
     assert result["success"] is True
@@ -225,7 +235,10 @@ async def test_test_endpoint_reports_success_and_failure_truthfully(
 
 
 async def test_other_tenants_subscriptions_are_not_found(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, dother_tenant: TenantFixture,
+    dcontext: AppContext,
+    dclient,
+    dtenant: TenantFixture,
+    dother_tenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
 ) -> None:
     sub = await create_subscription(
@@ -242,13 +255,15 @@ async def test_other_tenants_subscriptions_are_not_found(
     assert webhook_receiver.for_path("/ok/iso") == []
     # And the owner sees it.
     assert (await dclient.get(f"{base}/deliveries", headers=dtenant.headers)).status_code == 200
-    bad = await dclient.post(f"{base}/replay", json={"since": "yesterday"},
-                             headers=dtenant.headers)
+    bad = await dclient.post(f"{base}/replay", json={"since": "yesterday"}, headers=dtenant.headers)
     assert bad.status_code == 400
 
 
 async def test_secrets_and_payloads_never_logged(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver,
+    dcontext: AppContext,
+    dclient,
+    dtenant: TenantFixture,
+    webhook_receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="event_collector")
@@ -256,18 +271,29 @@ async def test_secrets_and_payloads_never_logged(
     secret = webhook_secret()
     marker = "payload-marker-7f3a"
     ok = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/log")},
+        dcontext,
+        dtenant.name,
+        "WEBHOOK",
+        {"url": webhook_receiver.url("/ok/log")},
         secret=secret,
     )
     failing = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/status/500/log")},
+        dcontext,
+        dtenant.name,
+        "WEBHOOK",
+        {"url": webhook_receiver.url("/status/500/log")},
         secret=secret,
     )
     aws_secret = "aws-secret-value-9c1e"
     sqs = await create_subscription(
-        dcontext, dtenant.name, "SQS",
-        {"queueUrl": "http://127.0.0.1:9/000000000000/none", "region": "us-east-1",
-         "accessKey": "AKIDLOG"},
+        dcontext,
+        dtenant.name,
+        "SQS",
+        {
+            "queueUrl": "http://127.0.0.1:9/000000000000/none",
+            "region": "us-east-1",
+            "accessKey": "AKIDLOG",
+        },
         secret=aws_secret,
     )
     events = await post_events(dclient, dtenant, 2, payload={"note": marker})

@@ -119,6 +119,7 @@ class Dispatcher:
         self._breakers: dict[DestinationKey, _Breaker] = {}
         self._recorder = _Recorder(db, self._apply_outcome)
         self._tasks: list[asyncio.Task[None]] = []
+        self.notifications = 0  # NOTIFYs received (observability, tests)
 
     # Wiring -----------------------------------------------------------------------------------
 
@@ -151,16 +152,18 @@ class Dispatcher:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        leased = sorted(self._in_flight)
         groups = list(self._groups.values())
         if groups:
             _, still_running = await asyncio.wait(groups, timeout=grace)
             for task in still_running:
                 task.cancel()
             await asyncio.gather(*still_running, return_exceptions=True)
-        if self._in_flight:
+        if leased:
+            # Rows already recorded have no lease any more; the rest go back to the queue.
             with contextlib.suppress(Exception):
                 async with self.db.write() as conn:
-                    await repository.release(conn, self.owner, sorted(self._in_flight))
+                    await repository.release(conn, self.owner, leased)
             self._in_flight.clear()
         await self.senders.close()
         logger.info("delivery dispatcher %s stopped", self.owner)
@@ -416,6 +419,7 @@ class Dispatcher:
             await asyncio.sleep(2)
 
     def _on_notify(self, *_args: Any) -> None:
+        self.notifications += 1
         self._wake.set()
 
     def __repr__(self) -> str:  # pragma: no cover
