@@ -111,7 +111,7 @@ async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
     assert row.failing_since is not None
     assert row.deactivated_reason.startswith("Deactivated automatically: every delivery attempt")
     assert "connection failed" in row.deactivated_reason
-    assert _metric("ec_subscriptions_deactivated_total", {}) == deactivated_before + 1
+    assert _metric("ec_subscriptions_deactivated_total", {}) >= deactivated_before + 1
     # The breaker gave claimed work back instead of hammering the dead destination.
     assert _metric("ec_deliveries_total", labels) > released_before
     # Deliveries of an inactive subscription wait (pending or dead-lettered), never sent.

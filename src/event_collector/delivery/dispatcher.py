@@ -67,7 +67,9 @@ class _Recorder:
     """Group commit for attempt outcomes: everything finished while one transaction runs is
     written by the next one (like the EventWriter), so many small sends share a commit."""
 
-    def __init__(self, db: Database, apply: Callable[[Any, _Outcome], Awaitable[None]]) -> None:
+    def __init__(
+        self, db: Database, apply: Callable[[Any, list[_Outcome]], Awaitable[None]]
+    ) -> None:
         self._db = db
         self._apply = apply
         self._pending: list[_Pending] = []
@@ -85,8 +87,7 @@ class _Recorder:
             group, self._pending = self._pending, []
             try:
                 async with self._db.write() as conn:
-                    for item in group:
-                        await self._apply(conn, item.outcome)
+                    await self._apply(conn, [item.outcome for item in group])
             except Exception as exc:
                 logger.exception("recording %d delivery outcome(s) failed", len(group))
                 for item in group:
@@ -117,7 +118,7 @@ class Dispatcher:
         self._groups: dict[DestinationKey, asyncio.Task[None]] = {}
         self._in_flight: set[str] = set()
         self._breakers: dict[DestinationKey, _Breaker] = {}
-        self._recorder = _Recorder(db, self._apply_outcome)
+        self._recorder = _Recorder(db, self._apply_outcomes)
         self._tasks: list[asyncio.Task[None]] = []
         self.notifications = 0  # NOTIFYs received (observability, tests)
 
@@ -346,21 +347,35 @@ class Dispatcher:
             )
         await self._recorder.record(_Outcome(key, destination_type, records))
 
-    async def _apply_outcome(self, conn: Any, outcome: _Outcome) -> None:
-        await repository.record_attempts(conn, outcome.records)
-        if any(r.outcome == "success" for r in outcome.records):
-            await repository.mark_subscription_healthy(conn, outcome.key)
-            return
-        now = outcome.records[0].attempted_at
-        failing_since = await repository.mark_subscription_failing(conn, outcome.key, now)
-        period = self.settings.delivery_deactivate_after
-        if failing_since is not None and now - failing_since >= period:
-            reason = service.deactivation_reason(failing_since, period, outcome.records[-1].error)
-            if await repository.deactivate_subscription(conn, outcome.key, now, reason):
+    async def _apply_outcomes(self, conn: Any, outcomes: list[_Outcome]) -> None:
+        """Record a group of outcomes in one transaction: attempts, delivery states, and each
+        destination's health (a success ends its failing period; failures start or continue it,
+        and past ``delivery_deactivate_after`` deactivate the subscription)."""
+        records = sorted((r for o in outcomes for r in o.records), key=lambda r: r.delivery_id)
+        await repository.record_attempts(conn, records)
+        healthy: set[DestinationKey] = set()
+        failing: dict[DestinationKey, AttemptRecord] = {}
+        for outcome in outcomes:
+            if any(r.outcome == "success" for r in outcome.records):
+                healthy.add(outcome.key)
+            else:
+                failing[outcome.key] = outcome.records[-1]
+        for key in sorted(healthy):
+            await repository.mark_subscription_healthy(conn, key)
+        for key, last in sorted(failing.items()):
+            if key in healthy:
+                continue
+            now = last.attempted_at
+            failing_since = await repository.mark_subscription_failing(conn, key, now)
+            period = self.settings.delivery_deactivate_after
+            if failing_since is None or now - failing_since < period:
+                continue
+            reason = service.deactivation_reason(failing_since, period, last.error)
+            if await repository.deactivate_subscription(conn, key, now, reason):
                 metrics.subscriptions_deactivated.inc()
                 logger.warning(
                     "subscription deactivated after failing continuously",
-                    extra={"tenant": outcome.key[0], "subscription_id": outcome.key[1]},
+                    extra={"tenant": key[0], "subscription_id": key[1]},
                 )
 
     # Background -------------------------------------------------------------------------------

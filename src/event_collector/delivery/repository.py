@@ -130,12 +130,18 @@ async def claim(
 async def renew_leases(
     conn: AsyncConnection, owner: str, ids: Sequence[str], lease_until: datetime
 ) -> None:
-    if ids:
-        await conn.execute(
-            update(d)
-            .where(d.c.id.in_(list(ids)), d.c.lease_owner == owner, d.c.status == "pending")
-            .values(lease_expires_at=lease_until)
-        )
+    if not ids:
+        return
+    # Rows locked by an outcome being recorded are skipped (they are done): renewing them
+    # would only queue behind (or deadlock with) that transaction.
+    mine = select(d.c.id).where(
+        d.c.id.in_(list(ids)), d.c.lease_owner == owner, d.c.status == "pending"
+    )
+    if conn.dialect.name == "postgresql":
+        mine = mine.with_for_update(skip_locked=True)
+    await conn.execute(
+        update(d).where(d.c.id.in_(mine.scalar_subquery())).values(lease_expires_at=lease_until)
+    )
 
 
 async def release(conn: AsyncConnection, owner: str, ids: Sequence[str]) -> None:
