@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import uuid
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,3 +163,31 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
     finally:
         await worker.stop()
         await db.dispose()
+
+
+async def test_worker_command_runs_and_stops_cleanly(
+    delivery_settings: Settings, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "EC_DATABASE_URL": delivery_settings.database_url,
+        "EC_KEY_DIR": str(delivery_settings.key_dir),
+        "EC_AUTO_MIGRATE": "false",
+        "EC_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "event-collector"),
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    seen = b""
+    while b"running" not in seen:
+        line = await asyncio.wait_for(process.stderr.readline(), 30)
+        assert line, seen
+        seen += line
+    assert b"delivery worker" in seen
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 30) == 0
