@@ -185,12 +185,15 @@ class Dispatcher:
             claimed_full = False
             try:
                 capacity = self.settings.delivery_max_in_flight - len(self._in_flight)
-                if capacity > 0:
-                    limit = min(self.settings.delivery_batch_size, capacity)
-                    claimed = await self._claim(limit)
-                    if claimed:
-                        self._dispatch(claimed)
-                    claimed_full = len(claimed) >= limit
+                if capacity <= 0:
+                    # Full: a finishing group wakes us.
+                    await self._sleep(self.settings.delivery_idle_poll_seconds)
+                    continue
+                limit = min(self.settings.delivery_batch_size, capacity)
+                claimed = await self._claim(limit)
+                if claimed:
+                    self._dispatch(claimed)
+                claimed_full = len(claimed) >= limit
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -298,13 +301,18 @@ class Dispatcher:
         breaker = self._breakers.setdefault(destination.key, _Breaker())
 
         async def send_chunk(chunk: list[Any]) -> None:
+            chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
             async with semaphore:
-                chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
                 if breaker.is_open(time.monotonic()) or self._stopping:
-                    await self._release(chunk_deliveries, destination.type)
-                    return
-                results = await self.senders.send(destination, chunk)
-                self._update_breaker(breaker, results)
+                    results = None
+                else:
+                    results = await self.senders.send(destination, chunk)
+                    self._update_breaker(breaker, results)
+            # Recording happens outside the concurrency slot: the next send need not wait for
+            # this one's commit (outcomes are group-committed anyway).
+            if results is None:
+                await self._release(chunk_deliveries, destination.type)
+            else:
                 await self._finish(destination.key, destination.type, chunk_deliveries, results)
 
         await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
