@@ -138,3 +138,26 @@ async def test_success_clears_the_failing_period(
         ).one()
     assert row.failing_since is None
     assert row.active
+
+
+async def test_metrics_are_exposed_without_tenant_labels(
+    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+) -> None:
+    sub = await create_subscription(
+        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/metrics")}
+    )
+    (event,) = await post_events(dclient, dtenant)
+    made = await route(dcontext, dtenant.name, [sub], [event["id"]])
+    await wait_status(dcontext, list(made.values()), "delivered")
+    assert dcontext.dispatcher is not None
+    await dcontext.dispatcher.refresh_metrics()
+    text = (await dclient.get("/metrics")).text
+    for name in (
+        'ec_deliveries_total{destination_type="WEBHOOK",state="delivered"}',
+        'ec_delivery_attempt_seconds_bucket{destination_type="WEBHOOK"',
+        "ec_delivery_queue_depth ",
+        "ec_delivery_oldest_due_age_seconds ",
+    ):
+        assert name in text, name
+    assert dtenant.name not in text
+    assert sub not in text

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
 from event_collector.delivery.messages import OutgoingMessage
-from event_collector.delivery.senders import chunk_for_aws, parse_retry_after, sign
+from event_collector.delivery.senders import (
+    Senders,
+    chunk_for_aws,
+    parse_retry_after,
+    region_of,
+    sign,
+)
 from event_collector.delivery.service import retry_delay
 from event_collector.kit.settings import Settings
 
@@ -62,3 +68,38 @@ def test_aws_batches_respect_count_and_size() -> None:
     assert [len(c) for c in chunk_for_aws(small)] == [10, 10, 3]
     big = [OutgoingMessage(str(i), "x" * 100_000, {}, "g") for i in range(5)]
     assert [len(c) for c in chunk_for_aws(big)] == [2, 2, 1]
+
+
+def test_region_of_queue_urls_and_arns() -> None:
+    assert region_of("https://sqs.eu-west-1.amazonaws.com/123/q") == "eu-west-1"
+    assert region_of("arn:aws:sns:ap-southeast-2:123:topic") == "ap-southeast-2"
+    assert region_of("http://127.0.0.1:5000/123/q") == "us-east-1"
+
+
+async def test_ssrf_guard_refuses_non_public_addresses_unless_allowed() -> None:
+    strict = Senders(Settings())
+    try:
+        for url in (
+            "http://127.0.0.1/hook",
+            "http://localhost:8080/hook",
+            "http://10.0.0.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
+        ):
+            verdict = await strict.check_webhook_url(url)
+            assert verdict is not None, url
+            assert verdict.startswith("refused"), verdict
+        assert await strict.check_webhook_url("ftp://example.com/") is not None
+        assert await strict.check_webhook_url("http://93.184.215.14/hook") is None
+    finally:
+        await strict.close()
+    allowing = Senders(Settings(webhook_allowed_hosts="localhost,10.0.0.0/8,127.0.0.1"))
+    try:
+        assert await allowing.check_webhook_url("http://localhost/") is None
+        assert await allowing.check_webhook_url("http://10.20.30.40/") is None
+        assert await allowing.check_webhook_url("http://127.0.0.1:9/") is None
+        assert await allowing.check_webhook_url("http://192.168.1.1/") is not None
+    finally:
+        await allowing.close()

@@ -87,6 +87,19 @@ def is_fifo(name_or_url: str) -> bool:
     return name_or_url.rstrip("/").endswith(".fifo")
 
 
+def region_of(queue_url_or_arn: str) -> str:
+    """The region named by an SQS queue URL or an SNS topic ARN (default us-east-1)."""
+    if queue_url_or_arn.startswith("arn:"):
+        parts = queue_url_or_arn.split(":")
+        if len(parts) > 3 and parts[3]:
+            return parts[3]
+    host = httpx.URL(queue_url_or_arn).host if "://" in queue_url_or_arn else ""
+    labels = host.split(".")
+    if len(labels) >= 4 and labels[0] == "sqs" and labels[-2] == "amazonaws":
+        return labels[1]
+    return "us-east-1"
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks v1 signature of ``{id}.{timestamp}.{body}``."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
@@ -174,7 +187,9 @@ class Senders:
 
     async def _client(self, service: str, destination: Destination) -> Any:
         config = destination.config
-        region = config.get("region") or "us-east-1"
+        region = config.get("region") or region_of(
+            str(config.get("queueUrl") or config.get("topicArn") or "")
+        )
         access_key = config.get("accessKey") or None
         secret = destination.secret if access_key else None
         secret_hash = hashlib.sha256(secret.encode()).hexdigest() if secret else None
