@@ -29,7 +29,11 @@ async def test_webhook_is_signed_and_carries_the_event(
         dcontext,
         dtenant.name,
         "WEBHOOK",
-        {"url": webhook_receiver.url(path), "headers": {"X-Custom": "yes"}},
+        {
+            "url": webhook_receiver.url(path),
+            # Custom headers cannot replace the signed ones.
+            "headers": {"X-Custom": "yes", "Webhook-Id": "forged", "Content-Type": "text/plain"},
+        },
         secret=secret,
     )
     events = await post_events(dclient, dtenant, 3, payload={"id": "c-1", "email": "a@b.c"})

@@ -37,6 +37,18 @@ MAX_ERROR_CHARS = 1000
 AWS_BATCH_ENTRIES = 10
 AWS_BATCH_BYTES = 256 * 1024
 
+# Set by us; a subscription's custom headers cannot replace them.
+_RESERVED_HEADERS = {
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+}
+
 _AWS_TRANSIENT_CODES = {
     "Throttling",
     "ThrottlingException",
@@ -229,8 +241,8 @@ class Senders:
                 entry["MessageGroupId"] = message.group_id
                 entry["MessageDeduplicationId"] = message.delivery_id
             entries.append(entry)
-        client = await self._client("sqs", destination)
         try:
+            client = await self._client("sqs", destination)
             response = await client.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as exc:
             return [_aws_failure(exc) for _ in messages]
@@ -252,8 +264,8 @@ class Senders:
                 entry["MessageGroupId"] = message.group_id
                 entry["MessageDeduplicationId"] = message.delivery_id
             entries.append(entry)
-        client = await self._client("sns", destination)
         try:
+            client = await self._client("sns", destination)
             response = await client.publish_batch(
                 TopicArn=topic_arn, PublishBatchRequestEntries=entries
             )
@@ -273,7 +285,13 @@ class Senders:
         headers: dict[str, str] = {}
         custom = destination.config.get("headers") or {}
         if isinstance(custom, dict):
-            headers.update({str(k): str(v) for k, v in custom.items()})
+            headers.update(
+                {
+                    str(k): str(v)
+                    for k, v in custom.items()
+                    if str(k).lower() not in _RESERVED_HEADERS
+                }
+            )
         headers["content-type"] = "application/json"
         headers["webhook-id"] = message.delivery_id
         headers["webhook-timestamp"] = str(timestamp)
@@ -392,9 +410,17 @@ def _aws_failure(exc: Exception) -> SendResult:
             permanent=not transient,
         )
     # Connection problems, timeouts, missing credentials (botocore errors carry no secrets).
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+    from botocore.exceptions import (
+        InvalidRegionError,
+        NoCredentialsError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
 
-    permanent = isinstance(exc, NoCredentialsError | PartialCredentialsError)
+    permanent = isinstance(
+        exc,
+        NoCredentialsError | PartialCredentialsError | ParamValidationError | InvalidRegionError,
+    )
     return SendResult(False, error=truncate(f"{type(exc).__name__}: {exc}"), permanent=permanent)
 
 
