@@ -161,3 +161,41 @@ async def test_metrics_are_exposed_without_tenant_labels(
         assert name in text, name
     assert dtenant.name not in text
     assert sub not in text
+
+
+async def test_subscription_deleted_while_sending_is_harmless(
+    dcontext: AppContext,
+    dclient: Any,
+    dtenant: TenantFixture,
+    webhook_receiver: WebhookReceiver,
+    caplog: Any,
+) -> None:
+    import asyncio
+
+    from sqlalchemy import delete
+
+    webhook_receiver.release.clear()
+    tag = uuid.uuid4().hex[:8]
+    sub = await create_subscription(
+        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/slow/{tag}")}
+    )
+    (event,) = await post_events(dclient, dtenant)
+    made = await route(dcontext, dtenant.name, [sub], [event["id"]])
+    await asyncio.sleep(0.5)  # the request is now held by the receiver
+    async with dcontext.db.write() as conn:
+        await conn.execute(
+            delete(subscription_table).where(
+                subscription_table.c.tenant == dtenant.name, subscription_table.c.id == sub
+            )
+        )
+    webhook_receiver.release.set()
+    await wait_for(
+        lambda: _received(webhook_receiver, f"/slow/{tag}"), within=10, what="the slow request"
+    )
+    await asyncio.sleep(0.5)
+    assert await deliveries(dcontext, list(made.values())) == {}
+    assert "recording" not in caplog.text
+
+
+async def _received(receiver: WebhookReceiver, path: str) -> bool:
+    return bool(receiver.for_path(path))

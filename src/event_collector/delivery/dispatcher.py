@@ -86,17 +86,29 @@ class _Recorder:
         while self._pending:
             group, self._pending = self._pending, []
             try:
-                async with self._db.write() as conn:
-                    await self._apply(conn, [item.outcome for item in group])
-            except Exception as exc:
-                logger.exception("recording %d delivery outcome(s) failed", len(group))
+                await self._write(group)
+            except Exception:
+                if len(group) == 1:
+                    logger.exception("recording a delivery outcome failed")
+                    continue
+                # One bad outcome must not take its neighbours down: retry one by one.
                 for item in group:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item in group:
-                if not item.future.done():
-                    item.future.set_result(None)
+                    try:
+                        await self._write([item])
+                    except Exception:
+                        logger.exception("recording a delivery outcome failed")
+
+    async def _write(self, group: list[_Pending]) -> None:
+        try:
+            async with self._db.write() as conn:
+                await self._apply(conn, [item.outcome for item in group])
+        except Exception as exc:
+            if len(group) == 1 and not group[0].future.done():
+                group[0].future.set_exception(exc)
+            raise
+        for item in group:
+            if not item.future.done():
+                item.future.set_result(None)
 
 
 class Dispatcher:

@@ -157,9 +157,10 @@ async def release(conn: AsyncConnection, owner: str, ids: Sequence[str]) -> None
 async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
     if not records:
         return
+    # Never regress a row someone else finished meanwhile (our lease had expired, or a replay).
     await conn.execute(
         update(d)
-        .where(d.c.id == bindparam("b_id"))
+        .where(d.c.id == bindparam("b_id"), d.c.status == "pending")
         .values(
             status=bindparam("b_status"),
             attempts=bindparam("b_attempts"),
@@ -183,6 +184,16 @@ async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord
             for r in records
         ],
     )
+    # The update locked the rows that still exist: attempts of deliveries deleted meanwhile
+    # (their subscription was deleted) are dropped instead of failing the whole group.
+    existing = set(
+        (
+            await conn.execute(select(d.c.id).where(d.c.id.in_([r.delivery_id for r in records])))
+        ).scalars()
+    )
+    records = [r for r in records if r.delivery_id in existing]
+    if not records:
+        return
     await conn.execute(
         insert(a),
         [
