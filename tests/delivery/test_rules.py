@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from standardwebhooks import Webhook
 
 from event_collector.delivery.messages import OutgoingMessage
 from event_collector.delivery.senders import (
+    Destination,
     Senders,
     chunk_for_aws,
     parse_retry_after,
@@ -19,6 +21,7 @@ from event_collector.delivery.senders import (
 )
 from event_collector.delivery.service import retry_delay
 from event_collector.kit.settings import Settings
+from tests.delivery.conftest import WebhookReceiver
 
 
 @settings(max_examples=50, deadline=None)
@@ -103,3 +106,23 @@ async def test_ssrf_guard_refuses_non_public_addresses_unless_allowed() -> None:
         assert await allowing.check_webhook_url("http://192.168.1.1/") is not None
     finally:
         await allowing.close()
+
+
+async def test_webhook_connects_to_the_vetted_address_keeping_the_host_name(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    port = webhook_receiver.base_url.rsplit(":", 1)[1]
+    tag = uuid.uuid4().hex[:8]
+    senders = Senders(Settings(webhook_allowed_hosts="127.0.0.0/8,::1"))
+    try:
+        destination = Destination(
+            "t", "s", "WEBHOOK", {"url": f"http://localhost:{port}/ok/pin/{tag}"}, None
+        )
+        message = OutgoingMessage("d-1", '{"a":1}', {}, "g")
+        (result,) = await senders.send(destination, [message])
+        assert result.ok, result.error
+        (request,) = webhook_receiver.for_path(f"/ok/pin/{tag}")
+        assert request.headers["host"] == f"localhost:{port}"
+        assert senders._resolved["localhost"][2] == "127.0.0.1"  # connected to the pinned address
+    finally:
+        await senders.close()

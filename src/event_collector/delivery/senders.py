@@ -156,7 +156,7 @@ class Senders:
             retries={"max_attempts": 1, "mode": "standard"},
             max_pool_connections=50,
         )
-        self._resolved: dict[str, tuple[float, str | None]] = {}
+        self._resolved: dict[str, tuple[float, str | None, str | None]] = {}
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -277,9 +277,16 @@ class Senders:
 
     async def _send_webhook(self, destination: Destination, message: OutgoingMessage) -> SendResult:
         url = str(destination.config.get("url") or "")
-        refusal = await self.check_webhook_url(url)
+        refusal, pinned = await self._vet(url)
         if refusal:
-            return SendResult(False, error=refusal, permanent=True)
+            return SendResult(False, error=refusal, permanent=not refusal.startswith("cannot"))
+        extensions: dict[str, Any] = {}
+        target: httpx.URL | str = url
+        if pinned:
+            # Connect to the vetted address; Host and TLS (SNI, certificate) keep the name.
+            original = httpx.URL(url)
+            target = original.copy_with(host=pinned)
+            extensions["sni_hostname"] = original.host
         body = message.body.encode()
         timestamp = int(time.time())
         headers: dict[str, str] = {}
@@ -293,6 +300,9 @@ class Senders:
                 }
             )
         headers["content-type"] = "application/json"
+        if pinned:
+            original = httpx.URL(url)
+            headers["host"] = original.netloc.decode("ascii")
         headers["webhook-id"] = message.delivery_id
         headers["webhook-timestamp"] = str(timestamp)
         if destination.secret:
@@ -306,7 +316,9 @@ class Senders:
                 )
         started = time.perf_counter()
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            response = await self._http.post(
+                target, content=body, headers=headers, extensions=extensions
+            )
         except httpx.TimeoutException:
             return SendResult(False, error="timed out", latency_ms=_since(started))
         except httpx.HTTPError as exc:
@@ -332,20 +344,27 @@ class Senders:
 
     async def check_webhook_url(self, url: str) -> str | None:
         """None when the URL may be called; else why not (SSRF guard)."""
+        refusal, _ = await self._vet(url)
+        return refusal
+
+    async def _vet(self, url: str) -> tuple[str | None, str | None]:
+        """(refusal, address to connect to). The address is pinned so that the connection goes
+        where the check looked (no DNS rebinding between check and connect); None means
+        connect by name (an allow-listed host name, or an IP literal)."""
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError):
-            return "refused: the webhook URL is not valid"
+            return "refused: the webhook URL is not valid", None
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            return "refused: the webhook URL must be http(s)://host/…"
+            return "refused: the webhook URL must be http(s)://host/…", None
         host = parsed.host.lower()
         allowed = self._settings.webhook_allowed_hosts
         if host in (h.lower() for h in allowed):
-            return None
+            return None, None
         cached = self._resolved.get(host)
         now = time.monotonic()
         if cached and cached[0] > now:
-            return cached[1]
+            return cached[1], cached[2]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host,
@@ -354,23 +373,39 @@ class Senders:
             )
         except OSError as exc:
             # Not cached: a resolution failure is transient.
-            return f"cannot resolve {host}: {exc.strerror or exc}"
+            return f"cannot resolve {host}: {exc.strerror or exc}", None
         verdict: str | None = None
+        pinned: str | None = None
         for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            raw = str(info[4][0]).split("%", 1)[0]
+            address = ipaddress.ip_address(raw)
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
                 address = address.ipv4_mapped
             if (address.is_global and not address.is_multicast) or _address_allowed(
                 address, allowed
             ):
+                pinned = pinned or str(address)
                 continue
             verdict = (
                 f"refused: {host} resolves to the non-public address {address} "
                 "(allow it with EC_WEBHOOK_ALLOWED_HOSTS)"
             )
+            pinned = None
             break
-        self._resolved[host] = (now + 30.0, verdict)
-        return verdict
+        if verdict is None and pinned is None:
+            verdict = f"cannot resolve {host}: no address"
+        if _is_ip_literal(host):
+            pinned = None  # nothing to rebind
+        self._resolved[host] = (now + 30.0, verdict, pinned)
+        return verdict, pinned
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _address_allowed(
