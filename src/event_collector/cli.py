@@ -69,7 +69,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (EC_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (EC_PORT).")] = None,
 ) -> None:
-    """Run the HTTP API (and, as later capabilities land, the dispatcher and scheduler)."""
+    """Run the HTTP API and the delivery dispatcher (EC_DISPATCHER_ENABLED=false: API only)."""
     import uvicorn
 
     from event_collector.app import create_app
