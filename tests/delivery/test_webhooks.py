@@ -310,3 +310,24 @@ async def test_secrets_and_payloads_never_logged(
     text = caplog.text
     for needle in (secret, secret.removeprefix("whsec_"), aws_secret, marker):
         assert needle not in text
+
+
+async def test_scopes_are_enforced(
+    dcontext: AppContext, dclient, webhook_receiver: WebhookReceiver
+) -> None:
+    from tests.conftest import make_tenant
+
+    reader = await make_tenant(dcontext, dclient, scopes=["subscriptions:read"])
+    sub = await create_subscription(
+        dcontext, reader.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/scopes")}
+    )
+    base = f"/api/v1/event-subscription/{sub}"
+    assert (await dclient.get(f"{base}/deliveries", headers=reader.headers)).status_code == 200
+    assert (await dclient.post(f"{base}/test", headers=reader.headers)).status_code == 403
+    replay = await dclient.post(
+        f"{base}/replay", json={"since": "2000-01-01T00:00:00Z"}, headers=reader.headers
+    )
+    assert replay.status_code == 403
+    anonymous = await dclient.get(f"{base}/deliveries")
+    assert anonymous.status_code == 401
+    assert webhook_receiver.for_path("/ok/scopes") == []
