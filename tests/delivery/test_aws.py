@@ -202,3 +202,45 @@ async def test_test_endpoint_sends_to_sqs(
     body = json.loads(message["Body"])
     assert body["test"] is True
     assert message["MessageAttributes"]["test"]["StringValue"] == "true"
+
+
+async def test_fifo_topic_gets_group_and_deduplication_ids(
+    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+) -> None:
+    sqs, sns = aws["sqs"], aws["sns"]
+    suffix = uuid.uuid4().hex[:8]
+    topic_arn = (
+        await sns.create_topic(Name=f"topic-{suffix}.fifo", Attributes={"FifoTopic": "true"})
+    )["TopicArn"]
+    url = (
+        await sqs.create_queue(
+            QueueName=f"from-sns-{suffix}.fifo", Attributes={"FifoQueue": "true"}
+        )
+    )["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    await sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    sub = await create_subscription(
+        dcontext,
+        dtenant.name,
+        "SNS",
+        {"topicArn": topic_arn, "region": REGION, "accessKey": KEYS["aws_access_key_id"]},
+        secret=KEYS["aws_secret_access_key"],
+    )
+    events = await post_events(dclient, dtenant, 2)
+    made = await route(dcontext, dtenant.name, [sub], [e["id"] for e in events])
+    await wait_status(dcontext, list(made.values()), "delivered")
+    messages = await receive_all(sqs, url, 2)
+    assert len(messages) == 2
+    by_id = {e["id"]: e for e in events}
+    for message in messages:
+        body = json.loads(message["Body"])
+        assert message["Attributes"]["MessageGroupId"] == (
+            f"{dtenant.name}:CUSTOMER:{by_id[body['id']]['entity_id']}"
+        )

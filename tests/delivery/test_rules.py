@@ -126,3 +126,38 @@ async def test_webhook_connects_to_the_vetted_address_keeping_the_host_name(
         assert senders._resolved["localhost"][2] == "127.0.0.1"  # connected to the pinned address
     finally:
         await senders.close()
+
+
+def test_aws_errors_are_classified() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from event_collector.delivery.senders import _aws_batch_results, _aws_failure
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError(
+            {
+                "Error": {"Code": code, "Message": "m"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            },
+            "SendMessageBatch",
+        )
+
+    throttled = _aws_failure(client_error("ThrottlingException", 400))
+    assert not throttled.ok
+    assert not throttled.permanent
+    assert not _aws_failure(client_error("InternalError", 500)).permanent
+    assert _aws_failure(client_error("AWS.SimpleQueueService.NonExistentQueue", 400)).permanent
+    assert _aws_failure(client_error("AccessDenied", 403)).permanent
+    assert not _aws_failure(EndpointConnectionError(endpoint_url="http://x")).permanent
+    results = _aws_batch_results(
+        {
+            "Successful": [{"Id": "0"}],
+            "Failed": [
+                {"Id": "1", "SenderFault": True, "Code": "InvalidParameterValue"},
+                {"Id": "2", "SenderFault": False, "Code": "InternalError"},
+            ],
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        },
+        3,
+    )
+    assert [(r.ok, r.permanent) for r in results] == [(True, False), (False, True), (False, False)]
