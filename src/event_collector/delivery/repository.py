@@ -281,13 +281,13 @@ async def next_due_at(
 
 
 async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, datetime | None]:
-    """Pending deliveries, and the due time of the oldest one that is due."""
+    """Pending deliveries of active subscriptions (an inactive one's wait for it on purpose),
+    and the due time of the oldest one that is due."""
     row = (
         await conn.execute(
-            select(
-                func.count(),
-                func.min(d.c.next_attempt_at),
-            ).where(d.c.status == "pending")
+            select(func.count(), func.min(d.c.next_attempt_at))
+            .select_from(_active_join())
+            .where(d.c.status == "pending", s.c.active.is_(True))
         )
     ).one()
     oldest: datetime | None = row[1]
