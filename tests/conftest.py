@@ -103,6 +103,8 @@ def make_settings(database_url: str, key_dir: Path, **overrides: Any) -> Setting
         "auto_migrate": True,
         "bootstrap_demo": False,
         "token_cache_seconds": 0,
+        # Delivery tests run their own app with a dispatcher (tests/delivery/conftest.py).
+        "dispatcher_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -14,6 +14,9 @@ from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
 from event_collector.context import AppContext
+from event_collector.delivery import endpoints as delivery_endpoints
+from event_collector.delivery import service as delivery_service
+from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import route_events
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
@@ -53,18 +56,30 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             max_group_events=settings.ingest_group_max_events,
             max_inflight_groups=settings.inflight_ingest_groups,
         )
+        secrets = SecretBox.from_key_dir(settings.key_dir)
         writer.add_hook(route_events)
+        # Wake dispatchers in other processes (PostgreSQL NOTIFY, sent at commit).
+        writer.add_hook(delivery_service.notify_new_work)
+        dispatcher: Dispatcher | None = None
+        if settings.dispatcher_enabled:
+            dispatcher = Dispatcher(settings, db, secrets)
+            writer.add_after_commit(dispatcher.after_commit)
         app.state.context = AppContext(
             settings=settings,
             db=db,
             tokens=TokenService(db, settings, keys),
             writer=writer,
-            secrets=SecretBox.from_key_dir(settings.key_dir),
+            secrets=secrets,
+            dispatcher=dispatcher,
         )
+        if dispatcher is not None:
+            await dispatcher.start()
         try:
             yield
         finally:
             await writer.drain()
+            if dispatcher is not None:
+                await dispatcher.stop()
             await db.dispose()
 
     app = EventCollectorApp(
@@ -80,6 +95,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
+    app.include_router(delivery_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

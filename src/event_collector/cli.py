@@ -69,7 +69,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (EC_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (EC_PORT).")] = None,
 ) -> None:
-    """Run the HTTP API (and, as later capabilities land, the dispatcher and scheduler)."""
+    """Run the HTTP API and the delivery dispatcher (EC_DISPATCHER_ENABLED=false: API only)."""
     import uvicorn
 
     from event_collector.app import create_app
@@ -125,6 +125,34 @@ async def _bootstrap_demo(db: Database, settings: Settings) -> None:
         soft_wrap=True,
         highlight=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run only the delivery dispatcher (scale-out: any number of workers on one PostgreSQL)."""
+    import signal
+
+    from event_collector.delivery.dispatcher import Dispatcher
+    from event_collector.kit.crypto import SecretBox
+    from event_collector.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def work(db: Database) -> None:
+        dispatcher = Dispatcher(settings, db, SecretBox.from_key_dir(settings.key_dir))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await dispatcher.start()
+        err_console.print(f"delivery worker {dispatcher.owner} running (Ctrl-C to stop)")
+        try:
+            await stop.wait()
+        finally:
+            await dispatcher.stop()
+
+    _run(settings, work)
 
 
 @app.command()

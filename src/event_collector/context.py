@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -13,6 +13,9 @@ from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 
+if TYPE_CHECKING:
+    from event_collector.delivery.dispatcher import Dispatcher
+
 
 @dataclass
 class AppContext:
@@ -21,6 +24,8 @@ class AppContext:
     tokens: TokenService
     writer: EventWriter
     secrets: SecretBox
+    # The delivery dispatcher running in this process (None when EC_DISPATCHER_ENABLED=false).
+    dispatcher: Dispatcher | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,1 @@
+"""Delivery: send each stored delivery row at least once to its subscription's destination."""

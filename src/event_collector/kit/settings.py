@@ -81,6 +81,27 @@ class Settings(BaseSettings):
     # Delivery (used by the delivery capability)
     aws_endpoint_url: str | None = None
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dispatcher_enabled: bool = Field(
+        default=True, description="Run the delivery dispatcher inside `serve`."
+    )
+    delivery_batch_size: int = Field(default=200, ge=1, le=5000)
+    delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    delivery_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Seconds before each retry (comma-separated); attempts = 1 + its length.",
+    )
+    delivery_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    delivery_max_retry_after_seconds: float = Field(default=86400.0, ge=0)
+    delivery_concurrency_per_destination: int = Field(default=4, ge=1, le=256)
+    delivery_max_in_flight: int = Field(default=2000, ge=1)
+    delivery_http_timeout_seconds: float = Field(default=15.0, gt=0)
+    delivery_breaker_failures: int = Field(default=5, ge=1)
+    delivery_breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+    delivery_deactivate_after: timedelta = Field(
+        default=timedelta(days=5),
+        description="Deactivate a subscription whose deliveries failed continuously this long.",
+    )
+    delivery_idle_poll_seconds: float = Field(default=30.0, gt=0)
 
     # Notifications (used by the notification capability)
     email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
@@ -106,6 +127,20 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("delivery_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("delivery_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must be >= 0 seconds")
         return value
 
     @field_validator("webhook_allowed_hosts")

@@ -1,0 +1,461 @@
+"""The dispatcher: claims due deliveries with a lease and sends them, destination by destination.
+
+* **Claiming.** Due ``pending`` rows of active subscriptions are leased (``lease_owner``,
+  ``lease_expires_at``) in one write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+  SQLite write transactions are serialised). A heartbeat renews the leases of rows being sent; a
+  crashed worker's rows are claimed again when their lease expires (at-least-once).
+* **Isolation.** Claimed rows are grouped per destination (subscription); each group runs as
+  its own task with at most ``delivery_concurrency_per_destination`` sends at once. A
+  destination with a group in flight, or whose circuit breaker is open, is left out of the next
+  claims, so a slow or dead destination only ever occupies its own rows and never the loop.
+* **Waking.** An in-process event (set after an ingest commit, when a group finishes), PostgreSQL
+  ``LISTEN`` (other processes' ``NOTIFY``), and a timer for the next due retry, lease expiry or
+  breaker cool-down. No busy polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+
+from event_collector.delivery import metrics, repository, service
+from event_collector.delivery.messages import render
+from event_collector.delivery.repository import AttemptRecord, ClaimedDelivery, DestinationKey
+from event_collector.delivery.senders import Destination, Senders, SendResult, chunk_for_aws
+from event_collector.events.model import StoredEvent
+from event_collector.kit.crypto import SecretBox, SecretDecryptionError
+from event_collector.kit.db import Database, utcnow
+from event_collector.kit.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+
+    def is_open(self, now: float) -> bool:
+        return now < self.open_until
+
+
+@dataclass(slots=True)
+class _Outcome:
+    key: DestinationKey
+    destination_type: str
+    records: list[AttemptRecord]
+
+
+@dataclass(slots=True)
+class _Pending:
+    outcome: _Outcome
+    future: asyncio.Future[None] = field(repr=False)
+
+
+class _Recorder:
+    """Group commit for attempt outcomes: everything finished while one transaction runs is
+    written by the next one (like the EventWriter), so many small sends share a commit."""
+
+    def __init__(
+        self, db: Database, apply: Callable[[Any, list[_Outcome]], Awaitable[None]]
+    ) -> None:
+        self._db = db
+        self._apply = apply
+        self._pending: list[_Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, outcome: _Outcome) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(outcome, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_loop())
+        await future
+
+    async def _flush_loop(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                await self._write(group)
+            except Exception:
+                if len(group) == 1:
+                    logger.exception("recording a delivery outcome failed")
+                    continue
+                # One bad outcome must not take its neighbours down: retry one by one.
+                for item in group:
+                    try:
+                        await self._write([item])
+                    except Exception:
+                        logger.exception("recording a delivery outcome failed")
+
+    async def _write(self, group: list[_Pending]) -> None:
+        try:
+            async with self._db.write() as conn:
+                await self._apply(conn, [item.outcome for item in group])
+        except Exception as exc:
+            if len(group) == 1 and not group[0].future.done():
+                group[0].future.set_exception(exc)
+            raise
+        for item in group:
+            if not item.future.done():
+                item.future.set_result(None)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        secrets: SecretBox,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.secrets = secrets
+        self.owner = owner or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.senders = Senders(settings)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._groups: dict[DestinationKey, asyncio.Task[None]] = {}
+        self._in_flight: set[str] = set()
+        self._breakers: dict[DestinationKey, _Breaker] = {}
+        self._recorder = _Recorder(db, self._apply_outcomes)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.notifications = 0  # NOTIFYs received (observability, tests)
+
+    # Wiring -----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def after_commit(self, created: Sequence[StoredEvent]) -> None:
+        """EventWriter after-commit hook: new events may mean new deliveries."""
+        if any(service.is_routable(event) for event in created):
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="dispatcher"),
+            asyncio.create_task(self._heartbeat(), name="dispatcher-heartbeat"),
+            asyncio.create_task(self._metrics_loop(), name="dispatcher-metrics"),
+        ]
+        if not self.db.is_sqlite:
+            self._tasks.append(asyncio.create_task(self._listen(), name="dispatcher-listen"))
+        logger.info("delivery dispatcher %s started", self.owner)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, let sends in flight finish for ``grace`` seconds, then give the rest
+        of the leases back so another worker can take them at once."""
+        self._stopping = True
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        leased = sorted(self._in_flight)
+        groups = list(self._groups.values())
+        if groups:
+            _, still_running = await asyncio.wait(groups, timeout=grace)
+            for task in still_running:
+                task.cancel()
+            await asyncio.gather(*still_running, return_exceptions=True)
+        if leased:
+            # Rows already recorded have no lease any more; the rest go back to the queue.
+            with contextlib.suppress(Exception):
+                async with self.db.write() as conn:
+                    await repository.release(conn, self.owner, leased)
+            self._in_flight.clear()
+        await self.senders.close()
+        logger.info("delivery dispatcher %s stopped", self.owner)
+
+    async def run_forever(self) -> None:
+        """For the `worker` command: run until cancelled."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # The loop ---------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            claimed_full = False
+            try:
+                capacity = self.settings.delivery_max_in_flight - len(self._in_flight)
+                if capacity <= 0:
+                    # Full: a finishing group wakes us.
+                    await self._sleep(self.settings.delivery_idle_poll_seconds)
+                    continue
+                limit = min(self.settings.delivery_batch_size, capacity)
+                claimed = await self._claim(limit)
+                if claimed:
+                    self._dispatch(claimed)
+                claimed_full = len(claimed) >= limit
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("claiming deliveries failed; retrying shortly")
+                await self._sleep(1.0)
+                continue
+            if claimed_full:
+                await asyncio.sleep(0)
+                continue
+            await self._sleep(await self._idle_timeout())
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+
+    def _excluded(self) -> set[DestinationKey]:
+        now = time.monotonic()
+        excluded = set(self._groups)
+        excluded.update(key for key, b in self._breakers.items() if b.is_open(now))
+        return excluded
+
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        now = utcnow()
+        lease_until = now + timedelta(seconds=self.settings.delivery_lease_seconds)
+        async with self.db.write() as conn:
+            return await repository.claim(
+                conn,
+                owner=self.owner,
+                now=now,
+                lease_until=lease_until,
+                limit=limit,
+                excluded=self._excluded(),
+            )
+
+    async def _idle_timeout(self) -> float:
+        timeout = self.settings.delivery_idle_poll_seconds
+        now_mono = time.monotonic()
+        for breaker in self._breakers.values():
+            if breaker.is_open(now_mono):
+                timeout = min(timeout, breaker.open_until - now_mono)
+        try:
+            now = utcnow()
+            async with self.db.read() as conn:
+                due = await repository.next_due_at(conn, now, self._excluded())
+        except Exception:
+            logger.exception("reading the next due delivery failed")
+            return 1.0
+        if due is not None:
+            timeout = min(timeout, (due - now).total_seconds() + 0.005)
+        return max(timeout, 0.0)
+
+    def _dispatch(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        groups: dict[DestinationKey, list[ClaimedDelivery]] = {}
+        for delivery in claimed:
+            groups.setdefault(delivery.key, []).append(delivery)
+            self._in_flight.add(delivery.id)
+        metrics.in_flight.set(len(self._in_flight))
+        for key, deliveries in groups.items():
+            self._groups[key] = asyncio.create_task(self._run_group(key, deliveries))
+
+    # One destination --------------------------------------------------------------------------
+
+    async def _run_group(self, key: DestinationKey, deliveries: list[ClaimedDelivery]) -> None:
+        try:
+            first = deliveries[0]
+            try:
+                destination = service.destination_of(
+                    self.secrets,
+                    first.tenant,
+                    first.subscription_id,
+                    first.destination_type,
+                    first.destination,
+                    first.secret_sealed,
+                )
+            except SecretDecryptionError as exc:
+                failure = SendResult(
+                    False, error=f"the destination secret cannot be opened: {exc}", permanent=True
+                )
+                await self._finish(
+                    key, first.destination_type, deliveries, [failure] * len(deliveries)
+                )
+                return
+            await self._send_all(destination, deliveries)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception(
+                "delivering to a %s destination failed", deliveries[0].destination_type
+            )
+        finally:
+            self._groups.pop(key, None)
+            for delivery in deliveries:
+                self._in_flight.discard(delivery.id)
+            metrics.in_flight.set(len(self._in_flight))
+            self._wake.set()
+
+    async def _send_all(self, destination: Destination, deliveries: list[ClaimedDelivery]) -> None:
+        by_id = {d.id: d for d in deliveries}
+        messages = [render(d.id, d.event) for d in deliveries]
+        if destination.type in ("SQS", "SNS"):
+            chunks = chunk_for_aws(messages)
+        else:
+            chunks = [[message] for message in messages]
+        semaphore = asyncio.Semaphore(self.settings.delivery_concurrency_per_destination)
+        breaker = self._breakers.setdefault(destination.key, _Breaker())
+
+        async def send_chunk(chunk: list[Any]) -> None:
+            chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
+            async with semaphore:
+                if breaker.is_open(time.monotonic()) or self._stopping:
+                    results = None
+                else:
+                    results = await self.senders.send(destination, chunk)
+                    self._update_breaker(breaker, results)
+            # Recording happens outside the concurrency slot: the next send need not wait for
+            # this one's commit (outcomes are group-committed anyway).
+            if results is None:
+                await self._release(chunk_deliveries, destination.type)
+            else:
+                await self._finish(destination.key, destination.type, chunk_deliveries, results)
+
+        await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
+
+    def _update_breaker(self, breaker: _Breaker, results: Sequence[SendResult]) -> None:
+        if any(r.ok for r in results):
+            breaker.failures = 0
+            breaker.open_until = 0.0
+        else:
+            breaker.failures += 1
+            if breaker.failures >= self.settings.delivery_breaker_failures:
+                breaker.open_until = (
+                    time.monotonic() + self.settings.delivery_breaker_cooldown_seconds
+                )
+        now = time.monotonic()
+        metrics.breakers_open.set(sum(1 for b in self._breakers.values() if b.is_open(now)))
+
+    async def _release(self, deliveries: Sequence[ClaimedDelivery], destination_type: str) -> None:
+        async with self.db.write() as conn:
+            await repository.release(conn, self.owner, [d.id for d in deliveries])
+        metrics.deliveries.labels(destination_type, "released").inc(len(deliveries))
+
+    async def _finish(
+        self,
+        key: DestinationKey,
+        destination_type: str,
+        deliveries: Sequence[ClaimedDelivery],
+        results: Sequence[SendResult],
+    ) -> None:
+        now = utcnow()
+        records = [
+            service.attempt_record(self.settings, delivery, result, now)
+            for delivery, result in zip(deliveries, results, strict=True)
+        ]
+        for record, result in zip(records, results, strict=True):
+            state = {"success": "delivered", "retry": "retry", "failed": "dead_letter"}
+            metrics.deliveries.labels(destination_type, state[record.outcome]).inc()
+            metrics.attempt_latency.labels(destination_type, record.outcome).observe(
+                result.latency_ms / 1000
+            )
+        await self._recorder.record(_Outcome(key, destination_type, records))
+
+    async def _apply_outcomes(self, conn: Any, outcomes: list[_Outcome]) -> None:
+        """Record a group of outcomes in one transaction: attempts, delivery states, and each
+        destination's health (a success ends its failing period; failures start or continue it,
+        and past ``delivery_deactivate_after`` deactivate the subscription)."""
+        records = sorted((r for o in outcomes for r in o.records), key=lambda r: r.delivery_id)
+        await repository.record_attempts(conn, records)
+        healthy: set[DestinationKey] = set()
+        failing: dict[DestinationKey, AttemptRecord] = {}
+        for outcome in outcomes:
+            if any(r.outcome == "success" for r in outcome.records):
+                healthy.add(outcome.key)
+            else:
+                failing[outcome.key] = outcome.records[-1]
+        for key in sorted(healthy):
+            await repository.mark_subscription_healthy(conn, key)
+        for key, last in sorted(failing.items()):
+            if key in healthy:
+                continue
+            now = last.attempted_at
+            failing_since = await repository.mark_subscription_failing(conn, key, now)
+            period = self.settings.delivery_deactivate_after
+            if failing_since is None or now - failing_since < period:
+                continue
+            reason = service.deactivation_reason(failing_since, period, last.error)
+            if await repository.deactivate_subscription(conn, key, now, reason):
+                metrics.subscriptions_deactivated.inc()
+                logger.warning(
+                    "subscription deactivated after failing continuously",
+                    extra={"tenant": key[0], "subscription_id": key[1]},
+                )
+
+    # Background -------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = max(self.settings.delivery_lease_seconds / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._in_flight:
+                continue
+            try:
+                lease_until = utcnow() + timedelta(seconds=self.settings.delivery_lease_seconds)
+                async with self.db.write() as conn:
+                    await repository.renew_leases(
+                        conn, self.owner, sorted(self._in_flight), lease_until
+                    )
+            except Exception:
+                logger.exception("renewing delivery leases failed")
+
+    async def refresh_metrics(self) -> None:
+        now = utcnow()
+        async with self.db.read() as conn:
+            depth, oldest = await repository.queue_stats(conn, now)
+        metrics.queue_depth.set(depth)
+        metrics.oldest_due_age.set((now - oldest).total_seconds() if oldest else 0.0)
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            try:
+                await self.refresh_metrics()
+            except Exception:
+                logger.warning("refreshing delivery metrics failed", exc_info=True)
+            await asyncio.sleep(15)
+
+    async def _listen(self) -> None:
+        """LISTEN on a dedicated connection; reconnect when it drops."""
+        url = self.db.engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stopping:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _conn, event=closed: event.set())
+                await conn.add_listener(service.NOTIFY_CHANNEL, self._on_notify)
+                self._wake.set()  # catch up on anything announced while we were away
+                await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("LISTEN connection failed (%s); retrying", type(exc).__name__)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            await asyncio.sleep(2)
+
+    def _on_notify(self, *_args: Any) -> None:
+        self.notifications += 1
+        self._wake.set()
+
+    def __repr__(self) -> str:  # pragma: no cover
+        return f"<Dispatcher {self.owner}>"

@@ -1,0 +1,175 @@
+"""HTTP for deliveries: test a subscription's destination, list its deliveries, replay them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from event_collector.auth.dependencies import Authenticator
+from event_collector.auth.service import Principal
+from event_collector.context import get_context
+from event_collector.delivery import service
+from event_collector.delivery.messages import test_message
+from event_collector.delivery.senders import Senders, SendResult
+from event_collector.kit.crypto import SecretDecryptionError
+from event_collector.kit.db import utcnow
+from event_collector.kit.http import error_responses, json_response
+
+router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
+
+SubscriptionsRead = Annotated[Principal, Depends(Authenticator("subscriptions:read"))]
+SubscriptionsWrite = Annotated[Principal, Depends(Authenticator("subscriptions:write"))]
+
+
+class TestResult(BaseModel):
+    success: bool
+    statusCode: int | None = Field(default=None, description="HTTP status (webhooks, AWS)")
+    error: str | None = Field(default=None, description="Why it failed (absent on success)")
+    latencyMs: int
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    attemptedAt: str
+    outcome: Literal["success", "retry", "failed"]
+    statusCode: int | None
+    error: str | None
+    latencyMs: int
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    subscriptionId: str
+    eventId: str | None
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    nextAttemptAt: str | None
+    createdAt: str
+    deliveredAt: str | None
+    lastError: str | None
+    lastStatusCode: int | None
+    attemptLog: list[AttemptOut]
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: datetime = Field(description="Deliveries created at or after this time (ISO-8601)")
+    status: Literal["failed", "all"] = Field(
+        default="failed",
+        description="`failed`: dead letters only; `all`: failed and delivered ones",
+    )
+
+
+class ReplayOut(BaseModel):
+    replayed: int = Field(description="How many deliveries were queued again")
+
+
+@router.post(
+    "/{subscription_id}/test",
+    summary="Send a test message to the subscription's destination now",
+    description=(
+        'Sends a synthetic event (marked `"test": true`) straight to the destination, whether '
+        "or not the subscription is active, and reports the outcome truthfully; nothing is "
+        "stored and no delivery is created. Always 200 for a known subscription."
+    ),
+    response_model=TestResult,
+    response_model_exclude_none=True,
+    responses=error_responses(400, 401, 403, 404),
+)
+async def test_subscription(
+    principal: SubscriptionsWrite, subscription_id: str, request: Request
+) -> Response:
+    context = get_context(request)
+    async with context.db.read() as conn:
+        subscription = await service.require_subscription(conn, principal.tenant, subscription_id)
+    try:
+        destination = service.destination_of(
+            context.secrets,
+            principal.tenant,
+            subscription_id,
+            subscription["destination_type"],
+            subscription["destination"],
+            subscription["secret_sealed"],
+        )
+    except SecretDecryptionError:
+        result = SendResult(False, error="the destination secret cannot be opened", permanent=True)
+    else:
+        message = test_message(principal.tenant, subscription_id, subscription["entity_type"])
+        dispatcher = context.dispatcher
+        if dispatcher is not None:
+            (result,) = await dispatcher.senders.send(destination, [message])
+        else:
+            senders = Senders(context.settings)
+            try:
+                (result,) = await senders.send(destination, [message])
+            finally:
+                await senders.close()
+    body: dict[str, Any] = {"success": result.ok, "latencyMs": result.latency_ms}
+    if result.status_code is not None:
+        body["statusCode"] = result.status_code
+    if not result.ok:
+        body["error"] = result.error
+    return json_response(body)
+
+
+@router.get(
+    "/{subscription_id}/deliveries",
+    summary="List the subscription's deliveries with their attempt log",
+    description="Newest first, cursor-paginated; filter by `status`.",
+    response_model=DeliveryPage,
+    responses=error_responses(400, 401, 403, 404),
+)
+async def list_deliveries(
+    principal: SubscriptionsRead,
+    subscription_id: str,
+    request: Request,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> Response:
+    async with get_context(request).db.read() as conn:
+        page = await service.list_deliveries(
+            conn, principal.tenant, subscription_id, status=status, cursor=cursor, limit=limit
+        )
+    return json_response(page)
+
+
+@router.post(
+    "/{subscription_id}/replay",
+    summary="Deliver failed (or all) deliveries since a time again",
+    description=(
+        "Queues the matching deliveries again: status `pending`, due now, with a fresh attempt "
+        "budget (their attempt log is kept). Pending deliveries are left alone. Answers 202: "
+        "sending happens in the background (an inactive subscription's deliveries wait until "
+        "it is activated)."
+    ),
+    status_code=202,
+    response_model=ReplayOut,
+    responses=error_responses(400, 401, 403, 404),
+)
+async def replay(
+    principal: SubscriptionsWrite, subscription_id: str, body: ReplayIn, request: Request
+) -> Response:
+    context = get_context(request)
+    since = body.since if body.since.tzinfo else body.since.replace(tzinfo=utcnow().tzinfo)
+    async with context.db.write() as conn:
+        count = await service.replay(
+            conn,
+            principal.tenant,
+            subscription_id,
+            service.ReplayRequest(since=since, status=body.status),
+            utcnow(),
+        )
+    if count and context.dispatcher is not None:
+        context.dispatcher.wake()
+    return json_response({"replayed": count}, 202)

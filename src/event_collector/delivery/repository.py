@@ -1,0 +1,384 @@
+"""Every delivery query. Tenant scoping for the API lives here; the dispatcher works across
+tenants by design (it serves them all) but only ever touches rows it has leased."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from event_collector.events.model import StoredEvent
+from event_collector.models.event import event_table
+from event_collector.models.subscription import (
+    delivery_attempt_table,
+    delivery_table,
+    subscription_table,
+)
+
+d = delivery_table
+s = subscription_table
+a = delivery_attempt_table
+
+DestinationKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    id: str
+    tenant: str
+    subscription_id: str
+    attempts: int
+    event: StoredEvent
+    destination_type: str
+    destination: dict[str, Any]
+    secret_sealed: str | None
+
+    @property
+    def key(self) -> DestinationKey:
+        return (self.tenant, self.subscription_id)
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    delivery_id: str
+    tenant: str
+    attempt: int
+    outcome: str  # success | retry | failed
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    attempted_at: datetime
+    # The new state of the delivery row.
+    status: str
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+
+def _due(now: datetime) -> Any:
+    return and_(
+        d.c.status == "pending",
+        d.c.next_attempt_at <= now,
+        or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
+    )
+
+
+def _active_join() -> Any:
+    return d.join(s, and_(s.c.tenant == d.c.tenant, s.c.id == d.c.subscription_id))
+
+
+async def claim(
+    conn: AsyncConnection,
+    *,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    excluded: Iterable[DestinationKey] = (),
+) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` due deliveries of active subscriptions (not ``excluded``)."""
+    query = (
+        select(d.c.id)
+        .select_from(_active_join())
+        .where(_due(now), s.c.active.is_(True))
+        .order_by(d.c.next_attempt_at)
+        .limit(limit)
+    )
+    excluded = list(excluded)
+    if excluded:
+        query = query.where(tuple_(d.c.tenant, d.c.subscription_id).not_in(excluded))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=d)
+    ids = list((await conn.execute(query)).scalars())
+    if not ids:
+        return []
+    await conn.execute(
+        update(d).where(d.c.id.in_(ids)).values(lease_owner=owner, lease_expires_at=lease_until)
+    )
+    rows = await conn.execute(
+        select(
+            d.c.id.label("delivery_id"),
+            d.c.attempts,
+            d.c.subscription_id,
+            s.c.destination_type,
+            s.c.destination,
+            s.c.secret_sealed,
+            *event_table.c,
+        )
+        .select_from(_active_join().join(event_table, event_table.c.seq == d.c.event_seq))
+        .where(d.c.id.in_(ids))
+        .order_by(d.c.next_attempt_at, d.c.created_at)
+    )
+    return [
+        ClaimedDelivery(
+            id=row.delivery_id,
+            tenant=row.tenant,
+            subscription_id=row.subscription_id,
+            attempts=row.attempts,
+            event=StoredEvent.from_row(row),
+            destination_type=row.destination_type,
+            destination=dict(row.destination or {}),
+            secret_sealed=row.secret_sealed,
+        )
+        for row in rows
+    ]
+
+
+async def renew_leases(
+    conn: AsyncConnection, owner: str, ids: Sequence[str], lease_until: datetime
+) -> None:
+    if not ids:
+        return
+    # Rows locked by an outcome being recorded are skipped (they are done): renewing them
+    # would only queue behind (or deadlock with) that transaction.
+    mine = select(d.c.id).where(
+        d.c.id.in_(list(ids)), d.c.lease_owner == owner, d.c.status == "pending"
+    )
+    if conn.dialect.name == "postgresql":
+        mine = mine.with_for_update(skip_locked=True)
+    await conn.execute(
+        update(d).where(d.c.id.in_(mine.scalar_subquery())).values(lease_expires_at=lease_until)
+    )
+
+
+async def release(conn: AsyncConnection, owner: str, ids: Sequence[str]) -> None:
+    """Give leased deliveries back untouched (no attempt recorded): breaker open, shutdown."""
+    if ids:
+        await conn.execute(
+            update(d)
+            .where(d.c.id.in_(list(ids)), d.c.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+
+async def record_attempts(conn: AsyncConnection, records: Sequence[AttemptRecord]) -> None:
+    if not records:
+        return
+    # Never regress a row someone else finished meanwhile (our lease had expired, or a replay).
+    await conn.execute(
+        update(d)
+        .where(d.c.id == bindparam("b_id"), d.c.status == "pending")
+        .values(
+            status=bindparam("b_status"),
+            attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"),
+            delivered_at=bindparam("b_delivered_at"),
+            last_error=bindparam("b_error"),
+            last_status_code=bindparam("b_status_code"),
+            lease_owner=None,
+            lease_expires_at=None,
+        ),
+        [
+            {
+                "b_id": r.delivery_id,
+                "b_status": r.status,
+                "b_attempts": r.attempt,
+                "b_next": r.next_attempt_at,
+                "b_delivered_at": r.delivered_at,
+                "b_error": r.error,
+                "b_status_code": r.status_code,
+            }
+            for r in records
+        ],
+    )
+    # The update locked the rows that still exist: attempts of deliveries deleted meanwhile
+    # (their subscription was deleted) are dropped instead of failing the whole group.
+    existing = set(
+        (
+            await conn.execute(select(d.c.id).where(d.c.id.in_([r.delivery_id for r in records])))
+        ).scalars()
+    )
+    records = [r for r in records if r.delivery_id in existing]
+    if not records:
+        return
+    await conn.execute(
+        insert(a),
+        [
+            {
+                "delivery_id": r.delivery_id,
+                "tenant": r.tenant,
+                "attempt": r.attempt,
+                "attempted_at": r.attempted_at,
+                "outcome": r.outcome,
+                "status_code": r.status_code,
+                "error": r.error,
+                "latency_ms": r.latency_ms,
+            }
+            for r in records
+        ],
+    )
+
+
+async def mark_subscription_healthy(conn: AsyncConnection, key: DestinationKey) -> None:
+    await conn.execute(
+        update(s)
+        .where(s.c.tenant == key[0], s.c.id == key[1], s.c.failing_since.is_not(None))
+        .values(failing_since=None)
+    )
+
+
+async def mark_subscription_failing(
+    conn: AsyncConnection, key: DestinationKey, now: datetime
+) -> datetime | None:
+    """Start (or continue) the subscription's failing period; return when it started."""
+    await conn.execute(
+        update(s)
+        .where(s.c.tenant == key[0], s.c.id == key[1], s.c.failing_since.is_(None))
+        .values(failing_since=now)
+    )
+    row = (
+        await conn.execute(
+            select(s.c.failing_since, s.c.active).where(s.c.tenant == key[0], s.c.id == key[1])
+        )
+    ).first()
+    if row is None or not row.active:
+        return None
+    failing_since: datetime | None = row.failing_since
+    return failing_since
+
+
+async def deactivate_subscription(
+    conn: AsyncConnection, key: DestinationKey, now: datetime, reason: str
+) -> bool:
+    result = await conn.execute(
+        update(s)
+        .where(s.c.tenant == key[0], s.c.id == key[1], s.c.active.is_(True))
+        .values(active=False, deactivated_at=now, deactivated_reason=reason, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def next_due_at(
+    conn: AsyncConnection, now: datetime, excluded: Iterable[DestinationKey] = ()
+) -> datetime | None:
+    """When the dispatcher next has something to do: the earliest pending delivery's due time
+    (or, when it is leased, the lease's expiry)."""
+    query = (
+        select(func.min(d.c.next_attempt_at))
+        .select_from(_active_join())
+        .where(
+            d.c.status == "pending",
+            s.c.active.is_(True),
+            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
+        )
+    )
+    excluded = list(excluded)
+    if excluded:
+        query = query.where(tuple_(d.c.tenant, d.c.subscription_id).not_in(excluded))
+    earliest: datetime | None = (await conn.execute(query)).scalar()
+    leased: datetime | None = (
+        await conn.execute(
+            select(func.min(d.c.lease_expires_at)).where(
+                d.c.status == "pending", d.c.lease_expires_at > now
+            )
+        )
+    ).scalar()
+    candidates = [t for t in (earliest, leased) if t is not None]
+    return min(candidates) if candidates else None
+
+
+async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, datetime | None]:
+    """Pending deliveries of active subscriptions (an inactive one's wait for it on purpose),
+    and the due time of the oldest one that is due."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(d.c.next_attempt_at))
+            .select_from(_active_join())
+            .where(d.c.status == "pending", s.c.active.is_(True))
+        )
+    ).one()
+    oldest: datetime | None = row[1]
+    return int(row[0]), (oldest if oldest is not None and oldest <= now else None)
+
+
+# API queries (tenant-scoped) --------------------------------------------------------------------
+
+
+async def get_subscription(
+    conn: AsyncConnection, tenant: str, subscription_id: str
+) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(select(s).where(s.c.tenant == tenant, s.c.id == subscription_id))
+    ).first()
+    return dict(row._mapping) if row else None
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    tenant: str,
+    subscription_id: str,
+    *,
+    status: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` is the (created_at, id) of the previous page's last row."""
+    query = select(d).where(d.c.tenant == tenant, d.c.subscription_id == subscription_id)
+    if status:
+        query = query.where(d.c.status == status)
+    if before:
+        created_at, delivery_id = before
+        query = query.where(
+            or_(
+                d.c.created_at < created_at,
+                and_(d.c.created_at == created_at, d.c.id < delivery_id),
+            )
+        )
+    query = query.order_by(d.c.created_at.desc(), d.c.id.desc()).limit(limit)
+    return [dict(row._mapping) for row in await conn.execute(query)]
+
+
+async def attempts_of(
+    conn: AsyncConnection, tenant: str, delivery_ids: Sequence[str]
+) -> list[dict[str, Any]]:
+    if not delivery_ids:
+        return []
+    rows = await conn.execute(
+        select(a)
+        .where(a.c.tenant == tenant, a.c.delivery_id.in_(list(delivery_ids)))
+        .order_by(a.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def event_ids_of(conn: AsyncConnection, seqs: Sequence[int]) -> dict[int, str]:
+    if not seqs:
+        return {}
+    rows = await conn.execute(
+        select(event_table.c.seq, event_table.c.id).where(event_table.c.seq.in_(list(seqs)))
+    )
+    return {row.seq: row.id for row in rows}
+
+
+async def requeue(
+    conn: AsyncConnection,
+    tenant: str,
+    subscription_id: str,
+    *,
+    since: datetime,
+    statuses: Sequence[str],
+    now: datetime,
+) -> int:
+    result = await conn.execute(
+        update(d)
+        .where(
+            d.c.tenant == tenant,
+            d.c.subscription_id == subscription_id,
+            d.c.created_at >= since,
+            d.c.status.in_(list(statuses)),
+        )
+        .values(
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            delivered_at=None,
+            last_error=None,
+            last_status_code=None,
+        )
+    )
+    return int(result.rowcount or 0)
