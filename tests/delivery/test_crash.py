@@ -4,15 +4,13 @@ real HTTP; a fresh database so no other dispatcher of the test session takes par
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from event_collector.app import create_app
 from event_collector.context import AppContext
 from event_collector.models import delivery_table
 from tests.conftest import TenantFixture, make_settings, make_tenant
+from tests.delivery.helpers import wait_for
 from tests.factories import event_body
 
 
@@ -108,6 +107,13 @@ def _start_worker(context: AppContext) -> subprocess.Popen[bytes]:
     )
 
 
+def _true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def checked() -> bool:
+        return check()
+
+    return checked
+
+
 async def _statuses(context: AppContext) -> Counter[str]:
     async with context.db.read() as conn:
         rows = await conn.execute(select(delivery_table.c.status))
@@ -137,10 +143,7 @@ async def test_killed_worker_loses_nothing(
 
     doomed = _start_worker(context)
     try:
-        deadline = time.monotonic() + 30
-        while receiver.count() < 6 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert receiver.count() == 6, "the first worker should have sent all six"
+        await wait_for(_true(lambda: receiver.count() == 6), 30, "the first worker to send six")
         doomed.send_signal(signal.SIGKILL)  # mid-send: nothing recorded, leases held
         doomed.wait(10)
     finally:
@@ -151,10 +154,11 @@ async def test_killed_worker_loses_nothing(
     receiver.release.set()
     survivor = _start_worker(context)
     try:
-        deadline = time.monotonic() + 30
-        while await _statuses(context) != {"delivered": 6} and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        assert await _statuses(context) == {"delivered": 6}
+
+        async def all_delivered() -> bool:
+            return await _statuses(context) == {"delivered": 6}
+
+        await wait_for(all_delivered, 30, "every delivery to be delivered")
     finally:
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(15)
