@@ -13,6 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
+from event_collector.catalog import endpoints as catalog_endpoints
+from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.context import AppContext
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
@@ -45,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrate.upgrade(db)
         keys = load_signing_keys(settings.key_dir)
         writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
+        # The commerce read model commits with the events it learns from.
+        writer.add_hook(apply_read_model)
         app.state.context = AppContext(
             settings=settings,
             db=db,
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops_endpoints.router)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
+    app.include_router(catalog_endpoints.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
