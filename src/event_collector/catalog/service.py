@@ -19,7 +19,13 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from event_collector.catalog.payloads import PARSERS, Entity, PayloadProblem, effective_price
+from event_collector.catalog.payloads import (
+    PARSERS,
+    Entity,
+    PayloadProblem,
+    as_text,
+    effective_price,
+)
 from event_collector.catalog.repository import ENTITY_TABLES, CatalogRepository, Row, changed
 from event_collector.events.model import StoredEvent
 from event_collector.events.repository import EventRepository
@@ -127,12 +133,7 @@ async def _apply_event(repo: CatalogRepository, event: StoredEvent) -> list[Row]
     payload = event.payload
     if payload is None:
         if event.operation == "DELETE" and fallback_id:
-            keys = await repo.keys_by_entity_id(entity_type, event.tenant, fallback_id)
-            if not keys:
-                return [_problem(event, f"DELETE names {fallback_id!r}, which is not known")]
-            for key in keys:
-                await _apply_entity(ctx, entity_type, Entity(key=key))
-            return []
+            return await _delete_by_id(ctx, entity_type, fallback_id, "")
         if event.payload_b64:
             return [_problem(event, "the payload is not valid JSON")]
         return [_problem(event, "the event has no payload")]
@@ -148,11 +149,26 @@ async def _apply_event(repo: CatalogRepository, event: StoredEvent) -> list[Row]
         try:
             entity = parse(element, None if bulk else fallback_id)
         except PayloadProblem as exc:
-            problems.append(_problem(event, f"{prefix}{exc}"))
+            named = as_text(element.get("id")) if isinstance(element, dict) else None
+            named = named or (None if bulk else fallback_id)
+            if event.operation == "DELETE" and named:
+                # A DELETE may name a price or stock level by its own id only.
+                problems.extend(await _delete_by_id(ctx, entity_type, named, prefix))
+            else:
+                problems.append(_problem(event, f"{prefix}{exc}"))
             continue
         problems.extend(_problem(event, f"{prefix}{warning}") for warning in entity.warnings)
         await _apply_entity(ctx, entity_type, entity)
     return problems
+
+
+async def _delete_by_id(ctx: _Apply, entity_type: str, entity_id: str, prefix: str) -> list[Row]:
+    keys = await ctx.repo.keys_by_entity_id(entity_type, ctx.tenant, entity_id)
+    if not keys:
+        return [_problem(ctx.event, f"{prefix}DELETE names {entity_id!r}, which is not known")]
+    for key in keys:
+        await _apply_entity(ctx, entity_type, Entity(key=key))
+    return []
 
 
 async def _apply_entity(ctx: _Apply, entity_type: str, entity: Entity) -> None:
