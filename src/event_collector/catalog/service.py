@@ -257,7 +257,8 @@ async def _merge(ctx: _Apply, table: Table, entity: Entity) -> tuple[Row | None,
         row["modified_at"] is None or entity.modified_at > row["modified_at"]
     ):
         row["modified_at"] = entity.modified_at
-    if not late_create:
+    if not late_create and op != "DELETE":
+        # A DELETE writes no fields, so a CREATE arriving after it still counts as late.
         row["last_operation"] = op
     row["last_seq"] = ctx.seq
     row["updated_at"] = ctx.at
