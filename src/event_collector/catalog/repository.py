@@ -123,6 +123,16 @@ class CatalogRepository:
         by_id = [r for r in rows if r.id == variant.get("base_product_id")]
         return dict((by_id or rows)[0]._mapping)
 
+    async def variant_ids_of(self, tenant: str, product: Mapping[str, Any]) -> list[str]:
+        t = variant_table.c
+        conditions: list[ColumnElement[bool]] = [t.base_product_id == product["id"]]
+        if product.get("ref"):
+            conditions.append(t.base_product_ref == product["ref"])
+        result = await self.conn.execute(
+            select(t.id).where(t.tenant == tenant, or_(*conditions)).order_by(t.id)
+        )
+        return [row.id for row in result]
+
     async def current_price(self, tenant: str, sellable_id: str) -> Row | None:
         """The live price of a variant: the most recently written currency with a price."""
         row = (

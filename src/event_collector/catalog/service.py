@@ -32,7 +32,7 @@ from event_collector.events.repository import EventRepository
 from event_collector.kit.db import Database
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.timefmt import isoformat_z
-from event_collector.models import price_table, wishlist_item_table
+from event_collector.models import price_table, stock_table, wishlist_item_table
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,11 @@ async def _apply_entity(ctx: _Apply, entity_type: str, entity: Entity) -> None:
                 )
         if "total_stock" in entity.fields:
             await _recompute_stock(ctx, sellable_id)
+        if changed(before, after, _THRESHOLD_LINKS):
+            affected = [sellable_id]
+            if entity_type == "PRODUCT":
+                affected += await ctx.repo.variant_ids_of(ctx.tenant, after)
+            await _rearm_low_stock(ctx, affected)
         for child_type, child in entity.children:
             await _apply_entity(ctx, child_type, child)
     elif entity_type == "PRICE":
@@ -399,6 +404,25 @@ async def _recompute_stock(ctx: _Apply, sellable_id: str) -> None:
             }
         )
     await repo.save_stock(row, exists=stock is not None)
+
+
+_THRESHOLD_LINKS = ("low_stock_threshold", "ref", "base_product_id", "base_product_ref")
+
+
+async def _rearm_low_stock(ctx: _Apply, sellable_ids: Sequence[str]) -> None:
+    """A low-stock threshold that changes (or becomes known) re-arms or disarms the low-stock
+    state against the current quantity, without an episode: only stock movements fire."""
+    for sellable_id in sellable_ids:
+        stock = await ctx.repo.get_stock(ctx.tenant, sellable_id)
+        if stock is None or stock["available"] is None:
+            continue
+        variant, product = await ctx.repo.variant_or_product(ctx.tenant, sellable_id)
+        low, _bis = thresholds(variant, product)
+        above = stock["available"] > low
+        if above != stock["above_low"]:
+            await ctx.repo.update(
+                stock_table, ctx.tenant, {"variant_id": sellable_id}, {"above_low": above}
+            )
 
 
 async def _episodes(
