@@ -4,6 +4,7 @@ sets whose outcome does not depend on order, every arrival order gives the same 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -252,7 +253,7 @@ async def test_any_arrival_order_gives_the_same_model(client, context) -> None:
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=120)
 
     @settings(
-        max_examples=12,
+        max_examples=int(os.environ.get("RM_EXAMPLES", "12")),
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
