@@ -153,7 +153,8 @@ async def test_unusable_payloads_are_recorded_not_fatal(client, context, tenant)
     ).status_code == 201
 
     page = await get(client, tenant, "/api/v1/read-model/problems?limit=3")
-    assert len(page["items"]) == 3 and page["next_cursor"]
+    assert len(page["items"]) == 3
+    assert page["next_cursor"]
     rest = await get(client, tenant, f"/api/v1/read-model/problems?cursor={page['next_cursor']}")
     problems = [(p["entity_type"], p["problem"]) for p in page["items"] + rest["items"]]
     assert problems == [

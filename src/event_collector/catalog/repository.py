@@ -105,6 +105,57 @@ class CatalogRepository:
         ).first()
         return None, dict(product._mapping) if product else None
 
+    async def sellable_facts(self, tenant: str, sellable_id: str) -> Row | None:
+        """What stock derivation needs about a variant (or a product sold as is), in one query:
+        ``total_stock`` and the thresholds of the variant and of its product."""
+        v, p = variant_table.c, product_table.c
+        rows = (
+            await self.conn.execute(
+                select(
+                    v.total_stock,
+                    v.low_stock_threshold.label("low"),
+                    v.back_in_stock_threshold.label("bis"),
+                    v.base_product_id,
+                    p.id.label("product_id"),
+                    p.low_stock_threshold.label("product_low"),
+                    p.back_in_stock_threshold.label("product_bis"),
+                )
+                .select_from(
+                    variant_table.outerjoin(
+                        product_table,
+                        and_(
+                            p.tenant == v.tenant,
+                            or_(p.id == v.base_product_id, p.ref == v.base_product_ref),
+                        ),
+                    )
+                )
+                .where(v.tenant == tenant, v.id == sellable_id)
+            )
+        ).all()
+        if rows:
+            by_id = [
+                r for r in rows if r.product_id is not None and r.product_id == r.base_product_id
+            ]
+            return dict((by_id or sorted(rows, key=lambda r: str(r.product_id)))[0]._mapping)
+        row = (
+            await self.conn.execute(
+                select(
+                    p.total_stock,
+                    p.low_stock_threshold.label("low"),
+                    p.back_in_stock_threshold.label("bis"),
+                ).where(p.tenant == tenant, p.id == sellable_id)
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    async def variant_ref(self, tenant: str, variant_id: str) -> str | None:
+        result = await self.conn.execute(
+            select(variant_table.c.ref).where(
+                variant_table.c.tenant == tenant, variant_table.c.id == variant_id
+            )
+        )
+        return result.scalar_one_or_none()
+
     async def product_of(self, tenant: str, variant: Mapping[str, Any]) -> Row | None:
         conditions = []
         if variant.get("base_product_id"):

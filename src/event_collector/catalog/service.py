@@ -174,12 +174,11 @@ async def _delete_by_id(ctx: _Apply, entity_type: str, entity_id: str, prefix: s
 async def _apply_entity(ctx: _Apply, entity_type: str, entity: Entity) -> None:
     table = ENTITY_TABLES[entity_type]
     before, after = await _merge(ctx, table, entity)
+    if entity_type == "WISHLIST_ITEM":
+        return
     if entity_type == "WISHLIST":
         for child_type, child in entity.children:
             await _apply_entity(ctx, child_type, child)
-    elif entity_type == "WISHLIST_ITEM":
-        if after["baseline_price"] is None:
-            await _fill_baseline(ctx, after)
     elif entity_type in ("PRODUCT", "VARIANT_PRODUCT"):
         sellable_id = after["id"]
         for price in entity.prices:
@@ -215,8 +214,11 @@ async def _apply_entity(ctx: _Apply, entity_type: str, entity: Entity) -> None:
         await _recompute_stock(ctx, after["variant_id"])
 
 
-def _derive(table: Table, row: dict[str, Any]) -> None:
-    if table is price_table:
+async def _derive(ctx: _Apply, table: Table, row: dict[str, Any]) -> None:
+    """Derived columns, computed before the row is written (one statement per row)."""
+    if table is wishlist_item_table and row["baseline_price"] is None:
+        await _fill_baseline(ctx, row)
+    elif table is price_table:
         live = not row["deleted"] and row.get("active") is not False
         row["effective_price"] = (
             effective_price(row.get("price"), row.get("sale_price")) if live else None
@@ -239,7 +241,7 @@ async def _merge(ctx: _Apply, table: Table, entity: Entity) -> tuple[Row | None,
             last_seq=ctx.seq,
             updated_at=ctx.at,
         )
-        _derive(table, row)
+        await _derive(ctx, table, row)
         await ctx.repo.insert(table, row)
         return None, row
 
@@ -267,7 +269,7 @@ async def _merge(ctx: _Apply, table: Table, entity: Entity) -> tuple[Row | None,
         row["last_operation"] = op
     row["last_seq"] = ctx.seq
     row["updated_at"] = ctx.at
-    _derive(table, row)
+    await _derive(ctx, table, row)
     values = {name: value for name, value in row.items() if existing.get(name) != value}
     if values:
         await ctx.repo.update(table, ctx.tenant, entity.key, values)
@@ -293,13 +295,14 @@ async def _after_price(ctx: _Apply, before: Row | None, after: Row) -> None:
                 "recorded_at": ctx.at,
             }
         )
-    if after["effective_price"] is None:
+    if after["effective_price"] is None or (before and before["effective_price"] is not None):
+        # Items only lack a baseline while their variant has no live price: once a price is
+        # live, every item added since got it at add time.
         return
-    variant, _product = await ctx.repo.variant_or_product(ctx.tenant, after["variant_id"])
     await ctx.repo.set_missing_baselines(
         ctx.tenant,
         sellable_id=after["variant_id"],
-        variant_ref=variant["ref"] if variant else None,
+        variant_ref=await ctx.repo.variant_ref(ctx.tenant, after["variant_id"]),
         price=after["effective_price"],
         currency=after["currency"],
         seq=ctx.seq,
@@ -318,20 +321,19 @@ async def _resolve_sellable(
     return str(item["product_id"]) if item.get("product_id") else None
 
 
-async def _fill_baseline(ctx: _Apply, item: Row) -> None:
+async def _fill_baseline(ctx: _Apply, item: dict[str, Any]) -> None:
+    """Set the baseline of an item about to be written from its variant's current price."""
     sellable_id = await _resolve_sellable(ctx.repo, ctx.tenant, item)
     if sellable_id is None:
         return
     current = await ctx.repo.current_price(ctx.tenant, sellable_id)
     if current is None:
         return
-    values = {
-        "baseline_price": current["effective_price"],
-        "baseline_currency": current["currency"],
-        "baseline_seq": ctx.seq,
-    }
-    await ctx.repo.update(wishlist_item_table, ctx.tenant, {"id": item["id"]}, values)
-    item.update(values)
+    item.update(
+        baseline_price=current["effective_price"],
+        baseline_currency=current["currency"],
+        baseline_seq=ctx.seq,
+    )
 
 
 def thresholds(
@@ -351,10 +353,21 @@ def thresholds(
     )
 
 
+def _thresholds_of(facts: Mapping[str, Any] | None) -> tuple[int, int]:
+    if facts is None:
+        return DEFAULT_LOW_STOCK_THRESHOLD, DEFAULT_BACK_IN_STOCK_THRESHOLD
+    variant = {"low_stock_threshold": facts["low"], "back_in_stock_threshold": facts["bis"]}
+    product = {
+        "low_stock_threshold": facts.get("product_low"),
+        "back_in_stock_threshold": facts.get("product_bis"),
+    }
+    return thresholds(variant, product)
+
+
 async def _recompute_stock(ctx: _Apply, sellable_id: str) -> None:
     repo, tenant = ctx.repo, ctx.tenant
     levels = await repo.live_levels(tenant, sellable_id)
-    variant, product = await repo.variant_or_product(tenant, sellable_id)
+    facts = await repo.sellable_facts(tenant, sellable_id)
     available: int | None
     if levels:
         available = sum(
@@ -368,8 +381,7 @@ async def _recompute_stock(ctx: _Apply, sellable_id: str) -> None:
         )
         source: str | None = "levels"
     else:
-        holder = variant or product
-        available = holder["total_stock"] if holder else None
+        available = facts["total_stock"] if facts else None
         source = "total" if available is not None else None
 
     stock = await repo.get_stock(tenant, sellable_id)
@@ -390,7 +402,7 @@ async def _recompute_stock(ctx: _Apply, sellable_id: str) -> None:
     )
     row.update(available=available, source=source, last_seq=ctx.seq, updated_at=ctx.at)
     if available is not None and available != previous:
-        low, back_in_stock = thresholds(variant, product)
+        low, back_in_stock = _thresholds_of(facts)
         await _episodes(ctx, row, previous, available, low, back_in_stock)
     if available != previous:
         await repo.add_stock_history(
@@ -416,8 +428,7 @@ async def _rearm_low_stock(ctx: _Apply, sellable_ids: Sequence[str]) -> None:
         stock = await ctx.repo.get_stock(ctx.tenant, sellable_id)
         if stock is None or stock["available"] is None:
             continue
-        variant, product = await ctx.repo.variant_or_product(ctx.tenant, sellable_id)
-        low, _bis = thresholds(variant, product)
+        low, _bis = _thresholds_of(await ctx.repo.sellable_facts(ctx.tenant, sellable_id))
         above = stock["available"] > low
         if above != stock["above_low"]:
             await ctx.repo.update(
