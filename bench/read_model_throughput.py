@@ -7,7 +7,8 @@ creates a tenant and client, then alternates rounds of N concurrent single-event
 and prints events/s per kind and the slowdown of read-model events.
 
     .venv/bin/python bench/read_model_throughput.py [--events 2000] [--concurrency 32]
-        [--rounds 3] [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/ec_bench]
+        [--rounds 3] [--batch 100]
+        [--postgres postgresql+asyncpg://postgres@127.0.0.1:5432/ec_bench]
 """
 
 from __future__ import annotations
@@ -88,15 +89,21 @@ def read_model_event(rng: random.Random) -> dict[str, Any]:
 
 
 async def _round(http: httpx.AsyncClient, headers: dict[str, str], events: list[dict[str, Any]],
-                 concurrency: int) -> float:
-    queue = list(reversed(events))
+                 concurrency: int, batch: int = 0) -> float:
+    if batch:
+        queue: list[Any] = [events[i : i + batch] for i in range(0, len(events), batch)][::-1]
+    else:
+        queue = list(reversed(events))
 
     async def worker() -> None:
         while queue:
             body = queue.pop()
-            response = await http.post("/api/v1/events", json=body, headers=headers)
-            if response.status_code != 201:
-                raise RuntimeError(f"{response.status_code}: {response.text}")
+            path = "/api/v1/events/batch" if batch else "/api/v1/events"
+            response = await http.post(path, json=body, headers=headers)
+            ok = response.status_code == 200 and response.json()["created"] == len(body) \
+                if batch else response.status_code == 201
+            if not ok:
+                raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -117,7 +124,7 @@ async def bench(base: str, headers: dict[str, str], args: argparse.Namespace) ->
         for _ in range(args.rounds):
             for kind, make in (("plain", plain_event), ("rm", read_model_event)):
                 events = [make(rng) for _ in range(args.events)]
-                rate = await _round(http, headers, events, args.concurrency)
+                rate = await _round(http, headers, events, args.concurrency, args.batch)
                 results[kind].append(rate)
                 print(f"  {kind:5} {rate:8.0f} events/s", flush=True)
     plain, rm = statistics.median(results["plain"]), statistics.median(results["rm"])
@@ -130,6 +137,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0,
+                        help="post through /api/v1/events/batch, this many events per request")
     parser.add_argument("--postgres", default=None, help="a postgresql+asyncpg:// URL")
     args = parser.parse_args()
 
@@ -162,8 +171,9 @@ def main() -> None:
             "grant_type": "client_credentials", "client_id": issued["client_id"],
             "client_secret": issued["client_secret"]}).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "X-TWC-Tenant": tenant}
+        mode = f"batches of {args.batch}" if args.batch else "single posts"
         print(f"database: {'postgres' if args.postgres else 'sqlite'}; {args.events} events per "
-              f"round, concurrency {args.concurrency}, {args.rounds} rounds")
+              f"round as {mode}, concurrency {args.concurrency}, {args.rounds} rounds")
         asyncio.run(bench(base, headers, args))
     finally:
         server.terminate()

@@ -47,6 +47,18 @@ def _key_clause(table: Table, tenant: str, key: Mapping[str, Any]) -> ColumnElem
     return and_(table.c.tenant == tenant, *(table.c[name] == value for name, value in key.items()))
 
 
+_CHUNK = 400
+
+
+def _pk_names(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.primary_key.columns if c.name != "tenant")
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
 class CatalogRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -82,36 +94,20 @@ class CatalogRepository:
 
     # --- lookups used by the apply rules ----------------------------------------------------
 
-    async def variant_or_product(
-        self, tenant: str, sellable_id: str
-    ) -> tuple[Row | None, Row | None]:
-        """The variant with this id (and its base product), else the product with this id."""
-        variant = (
-            await self.conn.execute(
-                select(variant_table).where(
-                    variant_table.c.tenant == tenant, variant_table.c.id == sellable_id
-                )
-            )
-        ).first()
-        if variant is not None:
-            v = dict(variant._mapping)
-            return v, await self.product_of(tenant, v)
-        product = (
-            await self.conn.execute(
-                select(product_table).where(
-                    product_table.c.tenant == tenant, product_table.c.id == sellable_id
-                )
-            )
-        ).first()
-        return None, dict(product._mapping) if product else None
-
     async def sellable_facts(self, tenant: str, sellable_id: str) -> Row | None:
-        """What stock derivation needs about a variant (or a product sold as is), in one query:
+        """What stock derivation needs about a variant (or a product sold as is): its
         ``total_stock`` and the thresholds of the variant and of its product."""
+        return (await self.sellable_facts_many(tenant, [sellable_id]))[sellable_id]
+
+    async def sellable_facts_many(
+        self, tenant: str, sellable_ids: Sequence[str]
+    ) -> dict[str, Row | None]:
         v, p = variant_table.c, product_table.c
-        rows = (
-            await self.conn.execute(
+        by_variant: dict[str, list[Row]] = {}
+        for chunk in _chunks(sellable_ids):
+            result = await self.conn.execute(
                 select(
+                    v.id,
                     v.total_stock,
                     v.low_stock_threshold.label("low"),
                     v.back_in_stock_threshold.label("bis"),
@@ -129,24 +125,29 @@ class CatalogRepository:
                         ),
                     )
                 )
-                .where(v.tenant == tenant, v.id == sellable_id)
+                .where(v.tenant == tenant, v.id.in_(chunk))
             )
-        ).all()
-        if rows:
-            by_id = [
-                r for r in rows if r.product_id is not None and r.product_id == r.base_product_id
-            ]
-            return dict((by_id or sorted(rows, key=lambda r: str(r.product_id)))[0]._mapping)
-        row = (
-            await self.conn.execute(
+            for row in result:
+                by_variant.setdefault(row.id, []).append(dict(row._mapping))
+        facts: dict[str, Row | None] = {}
+        for vid, rows in by_variant.items():
+            by_id = [r for r in rows if r["product_id"] and r["product_id"] == r["base_product_id"]]
+            facts[vid] = (by_id or sorted(rows, key=lambda r: str(r["product_id"])))[0]
+        others = [sid for sid in sellable_ids if sid not in facts]
+        for chunk in _chunks(others):
+            result = await self.conn.execute(
                 select(
+                    p.id,
                     p.total_stock,
                     p.low_stock_threshold.label("low"),
                     p.back_in_stock_threshold.label("bis"),
-                ).where(p.tenant == tenant, p.id == sellable_id)
+                ).where(p.tenant == tenant, p.id.in_(chunk))
             )
-        ).first()
-        return dict(row._mapping) if row else None
+            for row in result:
+                facts[row.id] = dict(row._mapping)
+        for sid in sellable_ids:
+            facts.setdefault(sid, None)
+        return facts
 
     async def variant_ref(self, tenant: str, variant_id: str) -> str | None:
         result = await self.conn.execute(
@@ -194,7 +195,7 @@ class CatalogRepository:
                     price_table.c.variant_id == sellable_id,
                     price_table.c.effective_price.is_not(None),
                 )
-                .order_by(price_table.c.last_seq.desc())
+                .order_by(price_table.c.last_seq.desc(), price_table.c.currency)
                 .limit(1)
             )
         ).first()
@@ -439,6 +440,219 @@ class CatalogRepository:
             )
             dumped[table.name] = [dict(row._mapping) for row in result]
         return dumped
+
+
+_CACHED_TABLES = frozenset(
+    t.name
+    for t in (
+        customer_table,
+        wishlist_table,
+        wishlist_item_table,
+        product_table,
+        variant_table,
+        price_table,
+        stock_level_table,
+        stock_table,
+    )
+)
+# Tables whose rows are also cached as complete lists per (tenant, variant id).
+_LISTED_TABLES = frozenset({price_table.name, stock_level_table.name})
+
+
+class CachingCatalogRepository(CatalogRepository):
+    """The repository the apply path uses for one hook call: the rows a group of events will
+    touch are read up front in a few queries (:meth:`prefetch`), then served from memory; every
+    write still goes to the database at once and is mirrored in the cache, so reads through
+    this object and through SQL agree. Use one instance per transaction (or savepoint) only.
+    """
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self._rows: dict[tuple[str, str, tuple[Any, ...]], Row | None] = {}
+        self._lists: dict[tuple[str, str, str], list[Row]] = {}
+        self._facts: dict[tuple[str, str], Row | None] = {}
+
+    # cache plumbing
+
+    def _ck(
+        self, table: Table, tenant: str, key: Mapping[str, Any]
+    ) -> tuple[str, str, tuple[Any, ...]]:
+        return (table.name, tenant, tuple(key[name] for name in _pk_names(table)))
+
+    def _remember(self, table: Table, row: Mapping[str, Any]) -> Row:
+        cached = dict(row)
+        self._rows[self._ck(table, cached["tenant"], cached)] = cached
+        return cached
+
+    def _remember_list(
+        self, table: Table, tenant: str, variant_id: str, rows: Iterable[Row]
+    ) -> list[Row]:
+        listed = [self._remember(table, row) for row in rows]
+        self._lists[(table.name, tenant, variant_id)] = listed
+        return listed
+
+    async def _list(self, table: Table, tenant: str, variant_id: str) -> list[Row]:
+        listed = self._lists.get((table.name, tenant, variant_id))
+        if listed is None:
+            result = await self.conn.execute(
+                select(table)
+                .where(table.c.tenant == tenant, table.c.variant_id == variant_id)
+                .with_for_update()
+            )
+            listed = self._remember_list(
+                table, tenant, variant_id, [dict(r._mapping) for r in result]
+            )
+        return listed
+
+    async def prefetch(
+        self,
+        tenant: str,
+        ids: Mapping[Table, set[str]],
+        sellables: set[str],
+    ) -> None:
+        """Read what applying a group will need: entity rows by id, and for each sellable id
+        (variant or product id) its prices, stock levels, stock row and threshold facts."""
+        for table, wanted in ids.items():
+            pending = sorted(wanted)
+            for chunk in _chunks(pending):
+                result = await self.conn.execute(
+                    select(table)
+                    .where(table.c.tenant == tenant, table.c.id.in_(chunk))
+                    .with_for_update()
+                )
+                for row in result:
+                    self._remember(table, dict(row._mapping))
+            for entity_id in pending:
+                self._rows.setdefault((table.name, tenant, (entity_id,)), None)
+        variant_ids = sorted(sellables)
+        for table in (price_table, stock_level_table):
+            grouped: dict[str, list[Row]] = {vid: [] for vid in variant_ids}
+            for chunk in _chunks(variant_ids):
+                result = await self.conn.execute(
+                    select(table)
+                    .where(table.c.tenant == tenant, table.c.variant_id.in_(chunk))
+                    .with_for_update()
+                )
+                for row in result:
+                    grouped[row.variant_id].append(dict(row._mapping))
+            for vid, rows in grouped.items():
+                self._remember_list(table, tenant, vid, rows)
+        for chunk in _chunks(variant_ids):
+            result = await self.conn.execute(
+                select(stock_table)
+                .where(stock_table.c.tenant == tenant, stock_table.c.variant_id.in_(chunk))
+                .with_for_update()
+            )
+            for row in result:
+                self._remember(stock_table, dict(row._mapping))
+        for vid in variant_ids:
+            self._rows.setdefault((stock_table.name, tenant, (vid,)), None)
+        for vid, facts in (await self.sellable_facts_many(tenant, variant_ids)).items():
+            self._facts[(tenant, vid)] = facts
+
+    # overrides
+
+    async def get(self, table: Table, tenant: str, key: Mapping[str, Any]) -> Row | None:
+        if table.name not in _CACHED_TABLES:
+            return await super().get(table, tenant, key)
+        ck = self._ck(table, tenant, key)
+        if ck not in self._rows and table.name in _LISTED_TABLES:
+            await self._list(table, tenant, key["variant_id"])
+            self._rows.setdefault(ck, None)
+        if ck not in self._rows:
+            row = await super().get(table, tenant, key)
+            if row is None:
+                self._rows[ck] = None
+            else:
+                self._remember(table, row)
+        cached = self._rows[ck]
+        return dict(cached) if cached is not None else None
+
+    async def insert(self, table: Table, values: Mapping[str, Any]) -> None:
+        await super().insert(table, values)
+        if table.name in _CACHED_TABLES:
+            cached = self._remember(table, values)
+            if table.name in _LISTED_TABLES:
+                listed = self._lists.get((table.name, cached["tenant"], cached["variant_id"]))
+                if listed is not None:
+                    listed.append(cached)
+        if table.name in (variant_table.name, product_table.name):
+            self._facts.clear()
+
+    async def update(
+        self, table: Table, tenant: str, key: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> None:
+        await super().update(table, tenant, key, values)
+        cached = self._rows.get(self._ck(table, tenant, key))
+        if cached is not None:
+            cached.update(values)  # in place: the per-variant lists hold the same dicts
+        if table.name in (variant_table.name, product_table.name):
+            self._facts.clear()
+
+    async def current_price(self, tenant: str, sellable_id: str) -> Row | None:
+        live = [
+            row
+            for row in await self._list(price_table, tenant, sellable_id)
+            if row["effective_price"] is not None
+        ]
+        if not live:
+            return None
+        live.sort(key=lambda row: row["currency"])
+        return dict(max(live, key=lambda row: row["last_seq"]))
+
+    async def live_levels(self, tenant: str, variant_id: str) -> list[Row]:
+        return [
+            dict(row)
+            for row in await self._list(stock_level_table, tenant, variant_id)
+            if not row["deleted"]
+        ]
+
+    async def sellable_facts(self, tenant: str, sellable_id: str) -> Row | None:
+        key = (tenant, sellable_id)
+        if key not in self._facts:
+            self._facts[key] = await super().sellable_facts(tenant, sellable_id)
+        return self._facts[key]
+
+    async def variant_ref(self, tenant: str, variant_id: str) -> str | None:
+        ck = (variant_table.name, tenant, (variant_id,))
+        if ck in self._rows:
+            cached = self._rows[ck]
+            return cached["ref"] if cached is not None else None
+        return await super().variant_ref(tenant, variant_id)
+
+    async def set_missing_baselines(
+        self,
+        tenant: str,
+        *,
+        sellable_id: str,
+        variant_ref: str | None,
+        price: Decimal,
+        currency: str,
+        seq: int,
+    ) -> None:
+        await super().set_missing_baselines(
+            tenant,
+            sellable_id=sellable_id,
+            variant_ref=variant_ref,
+            price=price,
+            currency=currency,
+            seq=seq,
+        )
+        for (table_name, row_tenant, _key), row in self._rows.items():
+            if table_name != wishlist_item_table.name or row_tenant != tenant or row is None:
+                continue
+            if row["baseline_price"] is not None:
+                continue
+            if (
+                row["variant_id"] == sellable_id
+                or (
+                    row["variant_id"] is None
+                    and row["variant_ref"] is None
+                    and row["product_id"] == sellable_id
+                )
+                or (variant_ref and row["variant_id"] is None and row["variant_ref"] == variant_ref)
+            ):
+                row.update(baseline_price=price, baseline_currency=currency, baseline_seq=seq)
 
 
 def changed(

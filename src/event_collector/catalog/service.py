@@ -26,13 +26,19 @@ from event_collector.catalog.payloads import (
     as_text,
     effective_price,
 )
-from event_collector.catalog.repository import ENTITY_TABLES, CatalogRepository, Row, changed
+from event_collector.catalog.repository import (
+    ENTITY_TABLES,
+    CachingCatalogRepository,
+    CatalogRepository,
+    Row,
+    changed,
+)
 from event_collector.events.model import StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.kit.db import Database
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.timefmt import isoformat_z
-from event_collector.models import price_table, stock_table, wishlist_item_table
+from event_collector.models import price_table, stock_table, variant_table, wishlist_item_table
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,8 @@ class _Apply:
 async def apply_events(conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
     """The ingest hook: apply newly stored events, in arrival order, in their transaction.
 
+    Payloads are decoded first, then the rows the whole group touches are read in a few queries
+    (:class:`CachingCatalogRepository`), then the events are applied one after the other.
     Never raises for a bad payload (the problem is recorded instead). An unexpected error is
     contained in a savepoint: the events are then applied one by one and the failing one is
     recorded as a problem, so ingestion never fails because of the read model.
@@ -92,24 +100,27 @@ async def apply_events(conn: AsyncConnection, events: Sequence[StoredEvent]) -> 
     if not relevant:
         return
     relevant.sort(key=lambda event: event.seq)
-    repo = CatalogRepository(conn)
+    plans = [_plan(event) for event in relevant]
     try:
         async with conn.begin_nested():
+            repo = CachingCatalogRepository(conn)
+            await _prefetch(repo, plans)
             problems: list[Row] = []
-            for event in relevant:
-                problems.extend(await _apply_event(repo, event))
+            for plan in plans:
+                problems.extend(await _run(repo, plan))
             await repo.add_problems(problems)
         return
     except Exception:
         logger.exception("read-model apply failed; retrying event by event")
-    for event in relevant:
+    plain = CatalogRepository(conn)
+    for plan in plans:
         try:
             async with conn.begin_nested():
-                await repo.add_problems(await _apply_event(repo, event))
+                await plain.add_problems(await _run(plain, plan))
         except Exception as exc:
             logger.exception("read-model apply failed for one event")
-            await repo.add_problems(
-                [_problem(event, f"internal error while applying: {type(exc).__name__}")]
+            await plain.add_problems(
+                [_problem(plan.event, f"internal error while applying: {type(exc).__name__}")]
             )
 
 
@@ -125,24 +136,40 @@ def _problem(event: StoredEvent, problem: str) -> Row:
     }
 
 
-async def _apply_event(repo: CatalogRepository, event: StoredEvent) -> list[Row]:
+@dataclass(slots=True)
+class _Plan:
+    """An event decoded: what to apply, in order. Steps are ("entity", type, Entity),
+    ("delete", type, entity id, problem prefix) or ("problem", text)."""
+
+    event: StoredEvent
+    steps: list[tuple[Any, ...]]
+
+
+def _plan(event: StoredEvent) -> _Plan:
+    try:
+        return _Plan(event, _decode(event))
+    except Exception as exc:  # a decoding bug must not fail ingestion either
+        logger.exception("read-model decoding failed")
+        return _Plan(event, [("problem", f"internal error while decoding: {type(exc).__name__}")])
+
+
+def _decode(event: StoredEvent) -> list[tuple[Any, ...]]:
     entity_type = event.entity_type
     assert entity_type is not None
-    ctx = _Apply(repo, event)
     fallback_id = event.payload_entity_id or event.entity_id
     payload = event.payload
     if payload is None:
         if event.operation == "DELETE" and fallback_id:
-            return await _delete_by_id(ctx, entity_type, fallback_id, "")
+            return [("delete", entity_type, fallback_id, "")]
         if event.payload_b64:
-            return [_problem(event, "the payload is not valid JSON")]
-        return [_problem(event, "the event has no payload")]
+            return [("problem", "the payload is not valid JSON")]
+        return [("problem", "the event has no payload")]
 
     bulk = isinstance(payload, list)
     elements = payload if bulk else [payload]
-    problems: list[Row] = []
     if bulk and not elements:
-        return [_problem(event, "the payload is an empty array")]
+        return [("problem", "the payload is an empty array")]
+    steps: list[tuple[Any, ...]] = []
     parse = PARSERS[entity_type]
     for index, element in enumerate(elements):
         prefix = f"[{index}] " if bulk else ""
@@ -153,12 +180,58 @@ async def _apply_event(repo: CatalogRepository, event: StoredEvent) -> list[Row]
             named = named or (None if bulk else fallback_id)
             if event.operation == "DELETE" and named:
                 # A DELETE may name a price or stock level by its own id only.
-                problems.extend(await _delete_by_id(ctx, entity_type, named, prefix))
+                steps.append(("delete", entity_type, named, prefix))
             else:
-                problems.append(_problem(event, f"{prefix}{exc}"))
+                steps.append(("problem", f"{prefix}{exc}"))
             continue
-        problems.extend(_problem(event, f"{prefix}{warning}") for warning in entity.warnings)
-        await _apply_entity(ctx, entity_type, entity)
+        steps.extend(("problem", f"{prefix}{warning}") for warning in entity.warnings)
+        steps.append(("entity", entity_type, entity))
+    return steps
+
+
+async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> None:
+    ids: dict[str, dict[Table, set[str]]] = {}
+    sellables: dict[str, set[str]] = {}
+
+    def walk(tenant: str, entity_type: str, entity: Entity) -> None:
+        wanted = sellables.setdefault(tenant, set())
+        if entity_type in ("PRICE", "INVENTORY_LEVEL"):
+            wanted.add(entity.key["variant_id"])
+            if entity_type == "PRICE":  # its variant's ref finds items named by ref
+                variants = ids.setdefault(tenant, {}).setdefault(variant_table, set())
+                variants.add(entity.key["variant_id"])
+            return
+        table = ENTITY_TABLES[entity_type]
+        ids.setdefault(tenant, {}).setdefault(table, set()).add(entity.key["id"])
+        if entity_type == "WISHLIST_ITEM":
+            for name in ("variant_id", "product_id"):
+                if entity.fields.get(name):
+                    wanted.add(entity.fields[name])
+        elif entity_type in ("PRODUCT", "VARIANT_PRODUCT"):
+            wanted.add(entity.key["id"])
+        for price in entity.prices:
+            walk(tenant, "PRICE", price)
+        for child_type, child in entity.children:
+            walk(tenant, child_type, child)
+
+    for plan in plans:
+        for step in plan.steps:
+            if step[0] == "entity":
+                walk(plan.event.tenant, step[1], step[2])
+    for tenant in sorted(set(ids) | set(sellables)):
+        await repo.prefetch(tenant, ids.get(tenant, {}), sellables.get(tenant, set()))
+
+
+async def _run(repo: CatalogRepository, plan: _Plan) -> list[Row]:
+    ctx = _Apply(repo, plan.event)
+    problems: list[Row] = []
+    for step in plan.steps:
+        if step[0] == "problem":
+            problems.append(_problem(plan.event, step[1]))
+        elif step[0] == "delete":
+            problems.extend(await _delete_by_id(ctx, step[1], step[2], step[3]))
+        else:
+            await _apply_entity(ctx, step[1], step[2])
     return problems
 
 
