@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -459,11 +459,26 @@ _CACHED_TABLES = frozenset(
 _LISTED_TABLES = frozenset({price_table.name, stock_level_table.name})
 
 
+_APPEND_ONLY = frozenset(
+    t.name
+    for t in (
+        price_history_table,
+        stock_history_table,
+        stock_episode_table,
+        read_model_problem_table,
+    )
+)
+_TABLES_BY_NAME = {t.name: t for t in CATALOG_TABLES}
+
+
 class CachingCatalogRepository(CatalogRepository):
-    """The repository the apply path uses for one hook call: the rows a group of events will
-    touch are read up front in a few queries (:meth:`prefetch`), then served from memory; every
-    write still goes to the database at once and is mirrored in the cache, so reads through
-    this object and through SQL agree. Use one instance per transaction (or savepoint) only.
+    """The repository the apply path uses for one hook call (one unit of work).
+
+    The rows a group of events will touch are read up front in a few queries
+    (:meth:`prefetch`) and then served from memory; writes are kept in memory too and written
+    by :meth:`flush` with one ``executemany`` per table. Any read that has to go to the
+    database flushes first, so SQL always sees what was applied before it. Use one instance
+    per transaction (or savepoint) and call :meth:`flush` before it ends.
     """
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -471,6 +486,10 @@ class CachingCatalogRepository(CatalogRepository):
         self._rows: dict[tuple[str, str, tuple[Any, ...]], Row | None] = {}
         self._lists: dict[tuple[str, str, str], list[Row]] = {}
         self._facts: dict[tuple[str, str], Row | None] = {}
+        # Unwritten changes: new rows, changed rows (both by cache key, in order), appends.
+        self._new: dict[tuple[str, str, tuple[Any, ...]], Row] = {}
+        self._dirty: dict[tuple[str, str, tuple[Any, ...]], Row] = {}
+        self._appends: dict[str, list[Row]] = {}
 
     # cache plumbing
 
@@ -491,9 +510,57 @@ class CachingCatalogRepository(CatalogRepository):
         self._lists[(table.name, tenant, variant_id)] = listed
         return listed
 
+    async def flush(self) -> None:
+        """Write the pending changes: per table one executemany for inserts and one for
+        updates (full rows by primary key)."""
+        new, dirty, appends = self._new, self._dirty, self._appends
+        self._new, self._dirty, self._appends = {}, {}, {}
+        inserts: dict[str, list[Row]] = {}
+        for (table_name, _tenant, _key), row in new.items():
+            inserts.setdefault(table_name, []).append(row)
+        for table_name, rows in appends.items():
+            inserts.setdefault(table_name, []).extend(rows)
+        for table_name, rows in inserts.items():
+            if not rows:
+                continue
+            table = _TABLES_BY_NAME[table_name]
+            names = [
+                c.name for c in table.columns if not (c.primary_key and c.autoincrement is True)
+            ]
+            await self.conn.execute(
+                insert(table), [{name: row.get(name) for name in names} for row in rows]
+            )
+        updates: dict[str, list[Row]] = {}
+        for (table_name, _tenant, _key), row in dirty.items():
+            updates.setdefault(table_name, []).append(row)
+        for table_name, rows in updates.items():
+            table = _TABLES_BY_NAME[table_name]
+            keys = _pk_names(table)
+            names = [c.name for c in table.columns if c.name not in keys and c.name != "tenant"]
+            statement = update(table).where(
+                table.c.tenant == bindparam("k_tenant"),
+                *(table.c[key] == bindparam(f"k_{key}") for key in keys),
+            )
+            await self.conn.execute(
+                statement,
+                [
+                    {
+                        "k_tenant": row["tenant"],
+                        **{f"k_{key}": row[key] for key in keys},
+                        **{name: row.get(name) for name in names},
+                    }
+                    for row in rows
+                ],
+            )
+
+    async def _flushed(self) -> None:
+        if self._new or self._dirty or self._appends:
+            await self.flush()
+
     async def _list(self, table: Table, tenant: str, variant_id: str) -> list[Row]:
         listed = self._lists.get((table.name, tenant, variant_id))
         if listed is None:
+            await self._flushed()
             result = await self.conn.execute(
                 select(table)
                 .where(table.c.tenant == tenant, table.c.variant_id == variant_id)
@@ -512,6 +579,7 @@ class CachingCatalogRepository(CatalogRepository):
     ) -> None:
         """Read what applying a group will need: entity rows by id, and for each sellable id
         (variant or product id) its prices, stock levels, stock row and threshold facts."""
+        await self._flushed()
         for table, wanted in ids.items():
             pending = sorted(wanted)
             for chunk in _chunks(pending):
@@ -550,16 +618,92 @@ class CachingCatalogRepository(CatalogRepository):
         for vid, facts in (await self.sellable_facts_many(tenant, variant_ids)).items():
             self._facts[(tenant, vid)] = facts
 
-    # overrides
+    # overrides: writes
+
+    async def insert(self, table: Table, values: Mapping[str, Any]) -> None:
+        if table.name in _APPEND_ONLY:
+            self._appends.setdefault(table.name, []).append(dict(values))
+            return
+        if table.name not in _CACHED_TABLES:
+            await self._flushed()
+            await super().insert(table, values)
+            return
+        cached = self._remember(table, values)
+        self._new[self._ck(table, cached["tenant"], cached)] = cached
+        if table.name in _LISTED_TABLES:
+            listed = self._lists.get((table.name, cached["tenant"], cached["variant_id"]))
+            if listed is not None:
+                listed.append(cached)
+        if table.name in (variant_table.name, product_table.name):
+            self._facts.clear()
+
+    async def update(
+        self, table: Table, tenant: str, key: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> None:
+        ck = self._ck(table, tenant, key)
+        cached = self._rows.get(ck)
+        if cached is None:
+            await self._flushed()
+            await super().update(table, tenant, key, values)
+        else:
+            cached.update(values)  # in place: the per-variant lists hold the same dicts
+            if ck not in self._new:
+                self._dirty[ck] = cached
+        if table.name in (variant_table.name, product_table.name):
+            self._facts.clear()
+
+    async def add_problems(self, rows: Sequence[Row]) -> None:
+        if rows:
+            self._appends.setdefault(read_model_problem_table.name, []).extend(rows)
+
+    async def set_missing_baselines(
+        self,
+        tenant: str,
+        *,
+        sellable_id: str,
+        variant_ref: str | None,
+        price: Decimal,
+        currency: str,
+        seq: int,
+    ) -> None:
+        # Rows in the database (a pending write of a cached row rewrites it below anyway) ...
+        await super().set_missing_baselines(
+            tenant,
+            sellable_id=sellable_id,
+            variant_ref=variant_ref,
+            price=price,
+            currency=currency,
+            seq=seq,
+        )
+        # ... and the same rule on the cached rows, written or not.
+        for (table_name, row_tenant, _key), row in self._rows.items():
+            if table_name != wishlist_item_table.name or row_tenant != tenant or row is None:
+                continue
+            if row["baseline_price"] is not None:
+                continue
+            if (
+                row["variant_id"] == sellable_id
+                or (
+                    row["variant_id"] is None
+                    and row["variant_ref"] is None
+                    and row["product_id"] == sellable_id
+                )
+                or (variant_ref and row["variant_id"] is None and row["variant_ref"] == variant_ref)
+            ):
+                row.update(baseline_price=price, baseline_currency=currency, baseline_seq=seq)
+
+    # overrides: reads
 
     async def get(self, table: Table, tenant: str, key: Mapping[str, Any]) -> Row | None:
         if table.name not in _CACHED_TABLES:
+            await self._flushed()
             return await super().get(table, tenant, key)
         ck = self._ck(table, tenant, key)
         if ck not in self._rows and table.name in _LISTED_TABLES:
             await self._list(table, tenant, key["variant_id"])
             self._rows.setdefault(ck, None)
         if ck not in self._rows:
+            await self._flushed()
             row = await super().get(table, tenant, key)
             if row is None:
                 self._rows[ck] = None
@@ -567,27 +711,6 @@ class CachingCatalogRepository(CatalogRepository):
                 self._remember(table, row)
         cached = self._rows[ck]
         return dict(cached) if cached is not None else None
-
-    async def insert(self, table: Table, values: Mapping[str, Any]) -> None:
-        await super().insert(table, values)
-        if table.name in _CACHED_TABLES:
-            cached = self._remember(table, values)
-            if table.name in _LISTED_TABLES:
-                listed = self._lists.get((table.name, cached["tenant"], cached["variant_id"]))
-                if listed is not None:
-                    listed.append(cached)
-        if table.name in (variant_table.name, product_table.name):
-            self._facts.clear()
-
-    async def update(
-        self, table: Table, tenant: str, key: Mapping[str, Any], values: Mapping[str, Any]
-    ) -> None:
-        await super().update(table, tenant, key, values)
-        cached = self._rows.get(self._ck(table, tenant, key))
-        if cached is not None:
-            cached.update(values)  # in place: the per-variant lists hold the same dicts
-        if table.name in (variant_table.name, product_table.name):
-            self._facts.clear()
 
     async def current_price(self, tenant: str, sellable_id: str) -> Row | None:
         live = [
@@ -610,6 +733,7 @@ class CachingCatalogRepository(CatalogRepository):
     async def sellable_facts(self, tenant: str, sellable_id: str) -> Row | None:
         key = (tenant, sellable_id)
         if key not in self._facts:
+            await self._flushed()
             self._facts[key] = await super().sellable_facts(tenant, sellable_id)
         return self._facts[key]
 
@@ -618,41 +742,22 @@ class CachingCatalogRepository(CatalogRepository):
         if ck in self._rows:
             cached = self._rows[ck]
             return cached["ref"] if cached is not None else None
+        await self._flushed()
         return await super().variant_ref(tenant, variant_id)
 
-    async def set_missing_baselines(
-        self,
-        tenant: str,
-        *,
-        sellable_id: str,
-        variant_ref: str | None,
-        price: Decimal,
-        currency: str,
-        seq: int,
-    ) -> None:
-        await super().set_missing_baselines(
-            tenant,
-            sellable_id=sellable_id,
-            variant_ref=variant_ref,
-            price=price,
-            currency=currency,
-            seq=seq,
-        )
-        for (table_name, row_tenant, _key), row in self._rows.items():
-            if table_name != wishlist_item_table.name or row_tenant != tenant or row is None:
-                continue
-            if row["baseline_price"] is not None:
-                continue
-            if (
-                row["variant_id"] == sellable_id
-                or (
-                    row["variant_id"] is None
-                    and row["variant_ref"] is None
-                    and row["product_id"] == sellable_id
-                )
-                or (variant_ref and row["variant_id"] is None and row["variant_ref"] == variant_ref)
-            ):
-                row.update(baseline_price=price, baseline_currency=currency, baseline_seq=seq)
+    async def variant_by_ref(self, tenant: str, ref: str) -> Row | None:
+        await self._flushed()
+        return await super().variant_by_ref(tenant, ref)
+
+    async def variant_ids_of(self, tenant: str, product: Mapping[str, Any]) -> list[str]:
+        await self._flushed()
+        return await super().variant_ids_of(tenant, product)
+
+    async def keys_by_entity_id(
+        self, entity_type: str, tenant: str, entity_id: str
+    ) -> list[dict[str, Any]]:
+        await self._flushed()
+        return await super().keys_by_entity_id(entity_type, tenant, entity_id)
 
 
 def changed(

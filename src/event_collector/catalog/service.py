@@ -109,6 +109,7 @@ async def apply_events(conn: AsyncConnection, events: Sequence[StoredEvent]) -> 
             for plan in plans:
                 problems.extend(await _run(repo, plan))
             await repo.add_problems(problems)
+            await repo.flush()
         return
     except Exception:
         logger.exception("read-model apply failed; retrying event by event")
