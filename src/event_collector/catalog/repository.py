@@ -575,10 +575,12 @@ class CachingCatalogRepository(CatalogRepository):
         self,
         tenant: str,
         ids: Mapping[Table, set[str]],
-        sellables: set[str],
+        priced: set[str],
+        stocked: set[str],
     ) -> None:
-        """Read what applying a group will need: entity rows by id, and for each sellable id
-        (variant or product id) its prices, stock levels, stock row and threshold facts."""
+        """Read what applying a group will need: entity rows by id, the prices of the
+        ``priced`` sellable ids (variant or product ids), and the stock levels, stock row and
+        threshold facts of the ``stocked`` ones. Nothing else is read up front."""
         await self._flushed()
         for table, wanted in ids.items():
             pending = sorted(wanted)
@@ -592,8 +594,8 @@ class CachingCatalogRepository(CatalogRepository):
                     self._remember(table, dict(row._mapping))
             for entity_id in pending:
                 self._rows.setdefault((table.name, tenant, (entity_id,)), None)
-        variant_ids = sorted(sellables)
-        for table in (price_table, stock_level_table):
+        for table, wanted_ids in ((price_table, priced), (stock_level_table, stocked)):
+            variant_ids = sorted(wanted_ids)
             grouped: dict[str, list[Row]] = {vid: [] for vid in variant_ids}
             for chunk in _chunks(variant_ids):
                 result = await self.conn.execute(
@@ -605,6 +607,9 @@ class CachingCatalogRepository(CatalogRepository):
                     grouped[row.variant_id].append(dict(row._mapping))
             for vid, rows in grouped.items():
                 self._remember_list(table, tenant, vid, rows)
+        variant_ids = sorted(stocked)
+        if not variant_ids:
+            return
         for chunk in _chunks(variant_ids):
             result = await self.conn.execute(
                 select(stock_table)

@@ -38,7 +38,7 @@ from event_collector.events.repository import EventRepository
 from event_collector.kit.db import Database
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.timefmt import isoformat_z
-from event_collector.models import price_table, stock_table, variant_table, wishlist_item_table
+from event_collector.models import price_table, stock_table, wishlist_item_table
 
 logger = logging.getLogger(__name__)
 
@@ -191,25 +191,28 @@ def _decode(event: StoredEvent) -> list[tuple[Any, ...]]:
 
 
 async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> None:
+    """Read up front, in a few queries per tenant, what applying these events will touch."""
     ids: dict[str, dict[Table, set[str]]] = {}
-    sellables: dict[str, set[str]] = {}
+    priced: dict[str, set[str]] = {}
+    stocked: dict[str, set[str]] = {}
 
     def walk(tenant: str, entity_type: str, entity: Entity) -> None:
-        wanted = sellables.setdefault(tenant, set())
-        if entity_type in ("PRICE", "INVENTORY_LEVEL"):
-            wanted.add(entity.key["variant_id"])
-            if entity_type == "PRICE":  # its variant's ref finds items named by ref
-                variants = ids.setdefault(tenant, {}).setdefault(variant_table, set())
-                variants.add(entity.key["variant_id"])
+        if entity_type == "PRICE":
+            priced.setdefault(tenant, set()).add(entity.key["variant_id"])
+            return
+        if entity_type == "INVENTORY_LEVEL":
+            stocked.setdefault(tenant, set()).add(entity.key["variant_id"])
             return
         table = ENTITY_TABLES[entity_type]
         ids.setdefault(tenant, {}).setdefault(table, set()).add(entity.key["id"])
         if entity_type == "WISHLIST_ITEM":
-            for name in ("variant_id", "product_id"):
-                if entity.fields.get(name):
-                    wanted.add(entity.fields[name])
-        elif entity_type in ("PRODUCT", "VARIANT_PRODUCT"):
-            wanted.add(entity.key["id"])
+            sellable = entity.fields.get("variant_id") or entity.fields.get("product_id")
+            if sellable:
+                priced.setdefault(tenant, set()).add(sellable)
+        elif entity_type in ("PRODUCT", "VARIANT_PRODUCT") and (
+            "total_stock" in entity.fields or "low_stock_threshold" in entity.fields
+        ):
+            stocked.setdefault(tenant, set()).add(entity.key["id"])
         for price in entity.prices:
             walk(tenant, "PRICE", price)
         for child_type, child in entity.children:
@@ -219,8 +222,10 @@ async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> N
         for step in plan.steps:
             if step[0] == "entity":
                 walk(plan.event.tenant, step[1], step[2])
-    for tenant in sorted(set(ids) | set(sellables)):
-        await repo.prefetch(tenant, ids.get(tenant, {}), sellables.get(tenant, set()))
+    for tenant in sorted(set(ids) | set(priced) | set(stocked)):
+        await repo.prefetch(
+            tenant, ids.get(tenant, {}), priced.get(tenant, set()), stocked.get(tenant, set())
+        )
 
 
 async def _run(repo: CatalogRepository, plan: _Plan) -> list[Row]:
