@@ -126,9 +126,9 @@ async def bench(base: str, headers: dict[str, str], args: argparse.Namespace) ->
                 events = [make(rng) for _ in range(args.events)]
                 rate = await _round(http, headers, events, args.concurrency, args.batch)
                 results[kind].append(rate)
-                print(f"  {kind:5} {rate:8.0f} events/s", flush=True)
+                print(f"  {kind:5} {rate:8.0f} events/s", flush=True)  # noqa: T201
     plain, rm = statistics.median(results["plain"]), statistics.median(results["rm"])
-    print(f"median plain {plain:.0f} ev/s, read-model {rm:.0f} ev/s, "
+    print(f"median plain {plain:.0f} ev/s, read-model {rm:.0f} ev/s, "  # noqa: T201
           f"read-model slower by {100 * (1 - rm / plain):.1f} %")
 
 
@@ -172,7 +172,7 @@ def main() -> None:
             "client_secret": issued["client_secret"]}).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "X-TWC-Tenant": tenant}
         mode = f"batches of {args.batch}" if args.batch else "single posts"
-        print(f"database: {'postgres' if args.postgres else 'sqlite'}; {args.events} events per "
+        print(f"database: {'postgres' if args.postgres else 'sqlite'}; {args.events} events per "  # noqa: T201
               f"round as {mode}, concurrency {args.concurrency}, {args.rounds} rounds")
         asyncio.run(bench(base, headers, args))
     finally:

@@ -232,3 +232,26 @@ async def test_openapi_documents_the_read_model(client) -> None:
         "/api/v1/read-model/problems",
     ):
         assert "get" in paths[path]
+
+
+async def test_a_bug_while_applying_is_contained(client, context, tenant, monkeypatch) -> None:
+    original = catalog_service._apply_entity
+
+    async def flaky(ctx, entity_type, entity):
+        if entity.key.get("id") == "boom":
+            raise RuntimeError("bug")
+        await original(ctx, entity_type, entity)
+
+    monkeypatch.setattr(catalog_service, "_apply_entity", flaky)
+    batch = [
+        event_body(event_type="CUSTOMER", payload={"id": "ok-1", "email": "a@example.com"}),
+        event_body(event_type="CUSTOMER", payload={"id": "boom", "email": "b@example.com"}),
+        event_body(event_type="CUSTOMER", payload={"id": "ok-2", "email": "c@example.com"}),
+    ]
+    response = await client.post("/api/v1/events/batch", json=batch, headers=tenant.headers)
+    assert response.json()["created"] == 3
+    dumped = await dump(context, tenant.name)
+    assert sorted(row["id"] for row in dumped["rm_customer"]) == ["ok-1", "ok-2"]
+    assert [p["problem"] for p in dumped["read_model_problem"]] == [
+        "internal error while applying: RuntimeError"
+    ]

@@ -490,6 +490,8 @@ class CachingCatalogRepository(CatalogRepository):
         self._new: dict[tuple[str, str, tuple[Any, ...]], Row] = {}
         self._dirty: dict[tuple[str, str, tuple[Any, ...]], Row] = {}
         self._appends: dict[str, list[Row]] = {}
+        self.wrote = False  # whether anything reached the database yet
+        self._baselines: list[dict[str, Any]] = []
 
     # cache plumbing
 
@@ -514,7 +516,19 @@ class CachingCatalogRepository(CatalogRepository):
         """Write the pending changes: per table one executemany for inserts and one for
         updates (full rows by primary key)."""
         new, dirty, appends = self._new, self._dirty, self._appends
+        baselines, self._baselines = self._baselines, []
         self._new, self._dirty, self._appends = {}, {}, {}
+        self.wrote = self.wrote or bool(new or dirty or appends or baselines)
+        for baseline in baselines:
+            await CatalogRepository.set_missing_baselines(
+                self,
+                baseline["tenant"],
+                sellable_id=baseline["sellable_id"],
+                variant_ref=baseline["variant_ref"],
+                price=baseline["price"],
+                currency=baseline["currency"],
+                seq=baseline["seq"],
+            )
         inserts: dict[str, list[Row]] = {}
         for (table_name, _tenant, _key), row in new.items():
             inserts.setdefault(table_name, []).append(row)
@@ -554,7 +568,7 @@ class CachingCatalogRepository(CatalogRepository):
             )
 
     async def _flushed(self) -> None:
-        if self._new or self._dirty or self._appends:
+        if self._new or self._dirty or self._appends or self._baselines:
             await self.flush()
 
     async def _list(self, table: Table, tenant: str, variant_id: str) -> list[Row]:
@@ -631,6 +645,7 @@ class CachingCatalogRepository(CatalogRepository):
             return
         if table.name not in _CACHED_TABLES:
             await self._flushed()
+            self.wrote = True
             await super().insert(table, values)
             return
         cached = self._remember(table, values)
@@ -649,6 +664,7 @@ class CachingCatalogRepository(CatalogRepository):
         cached = self._rows.get(ck)
         if cached is None:
             await self._flushed()
+            self.wrote = True
             await super().update(table, tenant, key, values)
         else:
             cached.update(values)  # in place: the per-variant lists hold the same dicts
@@ -671,16 +687,19 @@ class CachingCatalogRepository(CatalogRepository):
         currency: str,
         seq: int,
     ) -> None:
-        # Rows in the database (a pending write of a cached row rewrites it below anyway) ...
-        await super().set_missing_baselines(
-            tenant,
-            sellable_id=sellable_id,
-            variant_ref=variant_ref,
-            price=price,
-            currency=currency,
-            seq=seq,
+        # Rows in the database: at flush time, before the pending rows are written (a cached
+        # row is rewritten by the flush anyway) ...
+        self._baselines.append(
+            {
+                "tenant": tenant,
+                "sellable_id": sellable_id,
+                "variant_ref": variant_ref,
+                "price": price,
+                "currency": currency,
+                "seq": seq,
+            }
         )
-        # ... and the same rule on the cached rows, written or not.
+        # ... and the same rule on the cached rows, now.
         for (table_name, row_tenant, _key), row in self._rows.items():
             if table_name != wishlist_item_table.name or row_tenant != tenant or row is None:
                 continue

@@ -91,36 +91,42 @@ async def apply_events(conn: AsyncConnection, events: Sequence[StoredEvent]) -> 
     """The ingest hook: apply newly stored events, in arrival order, in their transaction.
 
     Payloads are decoded first, then the rows the whole group touches are read in a few queries
-    (:class:`CachingCatalogRepository`), then the events are applied one after the other.
-    Never raises for a bad payload (the problem is recorded instead). An unexpected error is
-    contained in a savepoint: the events are then applied one by one and the failing one is
-    recorded as a problem, so ingestion never fails because of the read model.
+    and the events applied in memory (:class:`CachingCatalogRepository`), then the changes are
+    written with one statement per table. A bad payload never raises (the problem is recorded).
+    An unexpected error while applying in memory (a bug) writes nothing, so the events are then
+    applied one by one, each in a savepoint, and the failing one is recorded as a problem:
+    ingestion never fails because of the read model. (A database error while writing fails the
+    group like any ingest error; the writer then retries its requests one by one.)
     """
     relevant = [event for event in events if affects_read_model(event)]
     if not relevant:
         return
     relevant.sort(key=lambda event: event.seq)
     plans = [_plan(event) for event in relevant]
+    repo = CachingCatalogRepository(conn)
     try:
-        async with conn.begin_nested():
-            repo = CachingCatalogRepository(conn)
-            await _prefetch(repo, plans)
-            problems: list[Row] = []
-            for plan in plans:
-                problems.extend(await _run(repo, plan))
-            await repo.add_problems(problems)
-            await repo.flush()
-        return
+        await _prefetch(repo, plans)
+        problems: list[Row] = []
+        for plan in plans:
+            problems.extend(await _run(repo, plan))
+        await repo.add_problems(problems)
     except Exception:
+        if repo.wrote:
+            raise  # something already reached the database: let the writer retry
         logger.exception("read-model apply failed; retrying event by event")
-    plain = CatalogRepository(conn)
+    else:
+        await repo.flush()
+        return
     for plan in plans:
         try:
             async with conn.begin_nested():
-                await plain.add_problems(await _run(plain, plan))
+                single = CachingCatalogRepository(conn)
+                await _prefetch(single, [plan])
+                await single.add_problems(await _run(single, plan))
+                await single.flush()
         except Exception as exc:
             logger.exception("read-model apply failed for one event")
-            await plain.add_problems(
+            await CatalogRepository(conn).add_problems(
                 [_problem(plan.event, f"internal error while applying: {type(exc).__name__}")]
             )
 
