@@ -766,7 +766,7 @@ class CachingCatalogRepository(CatalogRepository):
         if ck in self._rows:
             cached = self._rows[ck]
             return cached["ref"] if cached is not None else None
-        await self._flushed()
+        # Not cached means not written in this unit of work: the database is current for it.
         return await super().variant_ref(tenant, variant_id)
 
     async def variant_by_ref(self, tenant: str, ref: str) -> Row | None:

@@ -38,7 +38,7 @@ from event_collector.events.repository import EventRepository
 from event_collector.kit.db import Database
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.timefmt import isoformat_z
-from event_collector.models import price_table, stock_table, wishlist_item_table
+from event_collector.models import price_table, stock_table, variant_table, wishlist_item_table
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,9 @@ async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> N
     def walk(tenant: str, entity_type: str, entity: Entity) -> None:
         if entity_type == "PRICE":
             priced.setdefault(tenant, set()).add(entity.key["variant_id"])
+            # Its variant's ref finds the items that name the variant by ref only.
+            variants = ids.setdefault(tenant, {}).setdefault(variant_table, set())
+            variants.add(entity.key["variant_id"])
             return
         if entity_type == "INVENTORY_LEVEL":
             stocked.setdefault(tenant, set()).add(entity.key["variant_id"])
