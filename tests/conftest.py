@@ -155,9 +155,8 @@ async def make_tenant(
         },
     )
     assert response.status_code == 200, response.text
-    return TenantFixture(
-        name, issued.client_id, issued.client_secret, response.json()["access_token"]
-    )
+    return TenantFixture(name, issued.client_id, issued.client_secret,
+                         response.json()["access_token"])
 
 
 @pytest_asyncio.fixture
