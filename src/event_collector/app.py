@@ -13,6 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
+from event_collector.catalog import endpoints as catalog_endpoints
+from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.context import AppContext
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.delivery import service as delivery_service
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         )
         secrets = SecretBox.from_key_dir(settings.key_dir)
         writer.add_hook(route_events)
+        # The commerce read model commits with the events it learns from.
+        writer.add_hook(apply_read_model)
         # Wake dispatchers in other processes (PostgreSQL NOTIFY, sent at commit).
         writer.add_hook(delivery_service.notify_new_work)
         dispatcher: Dispatcher | None = None
@@ -96,6 +100,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
+    app.include_router(catalog_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -168,6 +168,41 @@ def migrate() -> None:
     console.print(f"database schema is at revision [bold]{revision}[/]")
 
 
+@app.command("rebuild-read-model")
+def rebuild_read_model(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant (default: every tenant).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Clear the read model and replay the stored events into it, in arrival order."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from event_collector.catalog import service as catalog_service
+
+    scope = f"tenant {tenant!r}" if tenant else "every tenant"
+    if not yes:
+        typer.confirm(f"Rebuild the read model of {scope}?", abort=True)
+
+    async def work(db: Database) -> int:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("replaying events", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await catalog_service.rebuild(db, tenant, progress=report)
+
+    replayed = _run(_settings(), work)
+    console.print(f"rebuilt the read model of {scope} from {replayed} events")
+
+
 @tenant_app.command("create")
 def tenant_create(tenant: str, as_json: JsonOption = False) -> None:
     """Register a tenant (its id is the X-TWC-Tenant value)."""

@@ -143,6 +143,12 @@ class InlineConnection:
     async def run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(self.sync_connection, *args, **kwargs)
 
+    @asynccontextmanager
+    async def begin_nested(self) -> AsyncIterator[None]:
+        """A savepoint: released when the block ends, rolled back if it raises."""
+        with self.sync_connection.begin_nested():
+            yield
+
 
 AnyConnection = AsyncConnection | InlineConnection
 """What ingest hooks and the repositories they call receive (see Database.write_inline)."""

@@ -1,5 +1,20 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
+from event_collector.models.catalog import (
+    CATALOG_TABLES,
+    customer_table,
+    price_history_table,
+    price_table,
+    product_table,
+    read_model_problem_table,
+    stock_episode_table,
+    stock_history_table,
+    stock_level_table,
+    stock_table,
+    variant_table,
+    wishlist_item_table,
+    wishlist_table,
+)
 from event_collector.models.event import event_table
 from event_collector.models.subscription import (
     delivery_attempt_table,
@@ -9,10 +24,23 @@ from event_collector.models.subscription import (
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [
+    "CATALOG_TABLES",
+    "customer_table",
     "delivery_attempt_table",
     "delivery_table",
     "event_table",
     "oauth_client_table",
+    "price_history_table",
+    "price_table",
+    "product_table",
+    "read_model_problem_table",
+    "stock_episode_table",
+    "stock_history_table",
+    "stock_level_table",
+    "stock_table",
     "subscription_table",
     "tenant_table",
+    "variant_table",
+    "wishlist_item_table",
+    "wishlist_table",
 ]
