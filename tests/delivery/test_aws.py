@@ -244,3 +244,50 @@ async def test_fifo_topic_gets_group_and_deduplication_ids(
         assert message["Attributes"]["MessageGroupId"] == (
             f"{dtenant.name}:CUSTOMER:{by_id[body['id']]['entity_id']}"
         )
+
+
+async def test_seed_legacy_sns_form_through_the_api_reaches_a_subscribed_queue(
+    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+) -> None:
+    """The seed's own example: `type: "SNS"` with an `sqs` block whose queueUrl is a topic ARN,
+    created through the API, then an event posted through the API: the whole path."""
+    sqs, sns = aws["sqs"], aws["sns"]
+    suffix = uuid.uuid4().hex[:8]
+    topic_arn = (await sns.create_topic(Name=f"legacy-{suffix}"))["TopicArn"]
+    queue_url = (await sqs.create_queue(QueueName=f"legacy-{suffix}"))["QueueUrl"]
+    queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    await sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    created = await dclient.post(
+        "/api/v1/event-subscription",
+        json={
+            "active": True,
+            "destination": {
+                "sqs": {
+                    "accessKey": KEYS["aws_access_key_id"],
+                    "accessSecret": KEYS["aws_secret_access_key"],
+                    "queueUrl": topic_arn,
+                    "region": REGION,
+                },
+                "type": "SNS",
+            },
+            "entityType": "CUSTOMER",
+            "subscribeChange": True,
+            "subscribeCreate": True,
+            "subscribeDelete": True,
+        },
+        headers=dtenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["destination"]["type"] == "SNS"
+    events = await post_events(dclient, dtenant, 2, payload={"id": "c-1"})
+    made = await route(dcontext, dtenant.name, [created.json()["id"]], [e["id"] for e in events])
+    await wait_status(dcontext, list(made.values()), "delivered")
+    received = await receive_all(sqs, queue_url, 2)
+    assert {json.loads(m["Body"])["id"] for m in received} == {e["id"] for e in events}
