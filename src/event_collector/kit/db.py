@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, MetaData, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -150,7 +150,12 @@ class InlineConnection:
             yield
 
 
-AnyConnection = AsyncConnection | InlineConnection
+if TYPE_CHECKING:
+    # An InlineConnection offers the part of AsyncConnection that repositories use; typing it
+    # as one keeps SQLAlchemy's precise result types (a union with it makes mypy crash).
+    AnyConnection = AsyncConnection
+else:
+    AnyConnection = AsyncConnection | InlineConnection
 """What ingest hooks and the repositories they call receive (see Database.write_inline)."""
 
 
@@ -181,7 +186,7 @@ class Database:
         )
 
     @asynccontextmanager
-    async def write_inline(self) -> AsyncIterator[AsyncConnection | InlineConnection]:
+    async def write_inline(self) -> AsyncIterator[AnyConnection]:
         """A write transaction for the ingest writer's group commits.
 
         On SQLite, aiosqlite runs every statement in a thread and resumes the caller through the
@@ -208,7 +213,7 @@ class Database:
                 locked_by_another_process = False
             if not locked_by_another_process:
                 try:
-                    yield InlineConnection(sync_conn)
+                    yield cast(AsyncConnection, InlineConnection(sync_conn))
                 except BaseException:
                     sync_conn.rollback()
                     raise
