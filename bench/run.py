@@ -63,7 +63,10 @@ class Row:
     p99_ms: float | None = None
     target: str = ""
     met: bool | None = None
+    cpu_share: float | None = None  # of one core, by the server while loaded
+    cpu_us: float | None = None  # server CPU time per request (or per event for batches)
     note: str = ""
+    ratio_to: str = "baseline"
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,7 +83,7 @@ class Results:
         met = {True: "[green]met[/]", False: "[red]NOT met[/]", None: ""}[row.met]
         console.print(
             f"  [bold]{row.scenario}[/] ({row.db}): {_fmt(row.figure)} {row.unit}"
-            + (f", {row.ratio:.2f}× baseline" if row.ratio is not None else "")
+            + (f", {row.ratio:.2f}x {row.ratio_to}" if row.ratio is not None else "")
             + (f", p99 {row.p99_ms:.1f} ms" if row.p99_ms is not None else "")
             + (f"  {met}" if met else "")
             + (f"  [dim]{row.note}[/]" if row.note else "")
@@ -90,7 +93,7 @@ class Results:
 
 def _fmt(value: float | None, digits: int = 0) -> str:
     if value is None:
-        return "–"
+        return "-"
     return f"{value:,.{digits}f}"
 
 
@@ -154,6 +157,15 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (all its threads) so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Process:
@@ -242,7 +254,16 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str) -> Iterator[Data
 
 
 def service_env(db: Database, key_dir: Path, **extra: str) -> dict[str, str]:
+    # The service's settings are ours alone; EC_BENCH_SERVER_* variables (experiments only, e.g.
+    # EC_BENCH_SERVER_INGEST_GROUP_MAX_EVENTS=500) are passed on as EC_*.
     env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
+    env.update(
+        {
+            "EC_" + k.removeprefix("EC_BENCH_SERVER_"): v
+            for k, v in os.environ.items()
+            if k.startswith("EC_BENCH_SERVER_")
+        }
+    )
     env.update(
         EC_DATABASE_URL=db.url,
         EC_KEY_DIR=str(key_dir),
@@ -356,10 +377,22 @@ class WrkResult:
     errors: dict[str, int]
     latency_us: dict[str, float]
     rss_max_mb: float | None = None
+    server_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:
         return self.requests / self.duration_s
+
+    @property
+    def cpu_share(self) -> float | None:
+        """Share of one core the server used while loaded (1.0 = it was CPU-bound)."""
+        return None if self.server_cpu_s is None else self.server_cpu_s / self.duration_s
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return self.server_cpu_s / self.requests * 1e6
 
     @property
     def error_count(self) -> int:
@@ -383,11 +416,22 @@ def run_wrk(
         env["TOKEN"], env["TENANT"] = tenant.token, tenant.name
     env.update(extra_env or {})
     argv = [
-        "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
-        "--timeout", "10s", "-s", str(BENCH / script), f"http://127.0.0.1:{port}{path}",
-    ]  # fmt: skip
+        "taskset",
+        "-c",
+        LOAD_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / script),
+        f"http://127.0.0.1:{port}{path}",
+    ]
     wrk = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rss_max = None
+    cpu_before = cpu_seconds(watch_pid) if watch_pid is not None else None
     if watch_pid is not None:
         while wrk.poll() is None:
             value = rss_mb(watch_pid)
@@ -395,6 +439,7 @@ def run_wrk(
                 rss_max = max(rss_max or 0.0, value)
             time.sleep(0.25)
     out, err = wrk.communicate()
+    cpu_after = cpu_seconds(watch_pid) if watch_pid is not None else None
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if wrk.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({wrk.returncode}):\n{out}\n{err}")
@@ -405,7 +450,68 @@ def run_wrk(
         errors=data["errors"],
         latency_us=data["latency_us"],
         rss_max_mb=rss_max,
+        server_cpu_s=(cpu_after - cpu_before) if cpu_before is not None and cpu_after else None,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# profiling (--profile): py-spy on the server while the measured wrk run goes on
+
+
+@contextmanager
+def profiled(args: argparse.Namespace, pid: int, label: str) -> Iterator[None]:
+    """Record the server with ``py-spy record -f raw`` (on the load CPU) and print the
+    functions it spends its samples in. py-spy is not a project dependency:
+    ``.venv/bin/pip install py-spy``."""
+    if not args.profile:
+        yield
+        return
+    py_spy = shutil.which("py-spy") or str(BIN / "py-spy")
+    args.output.mkdir(parents=True, exist_ok=True)
+    out = args.output / f"profile-{label}-{int(time.time())}.txt"
+    argv = ["taskset", "-c", LOAD_CPU, py_spy, "record", "-p", str(pid), "-f", "raw", "-r", "200"]
+    argv += ["--nonblocking", "-o", str(out)]
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        with suppress(subprocess.TimeoutExpired):
+            spy.wait(30)
+        if out.exists():
+            console.print(f"  profile: {out}")
+            console.print(summarize_profile(out))
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Self and inclusive share of samples per function, from a py-spy raw (collapsed) file."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [
+            f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+            if " (" in f
+            else f
+            for f in stack.split(";")
+        ]
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    if not total:
+        return "  (no samples)"
+    lines = [f"  {total} samples; self:"]
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {100 * count / total:5.1f}%  {name}")
+    lines.append("  inclusive:")
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"    {100 * count / total:5.1f}%  {name}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,15 +541,21 @@ def run_baseline(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "--no-server-header",
             "--log-level",
             "warning",
-        ],  # fmt: skip
+        ],
         dict(os.environ),
         SERVER_CPU,
         workdir,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/events", process)
-        run_wrk(port, "/api/v1/events", "post_event.lua", connections=args.connections,
-                duration=args.warmup, tenant=None)  # fmt: skip
+        run_wrk(
+            port,
+            "/api/v1/events",
+            "post_event.lua",
+            connections=args.connections,
+            duration=args.warmup,
+            tenant=None,
+        )
         result = run_wrk(
             port,
             "/api/v1/events",
@@ -451,10 +563,13 @@ def run_baseline(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             connections=args.connections,
             duration=args.duration,
             tenant=None,
+            watch_pid=process.pid,
         )
     finally:
         process.stop()
     return {
+        "cpu_share": result.cpu_share,
+        "cpu_us_per_request": result.cpu_us_per_request,
         "rps": result.rate,
         "p50_ms": result.latency_us["p50"] / 1000,
         "p99_ms": result.latency_us["p99"] / 1000,
@@ -482,22 +597,29 @@ def run_ingest(
                         "MB",
                         target="≤ 150 MB",
                         met=idle is not None and idle <= 150,
-                    )  # fmt: skip
+                    )
                 )
             if "ingest" in args.scenarios or "memory" in args.scenarios:
                 before = db.count_events()
-                run_wrk(port, "/api/v1/events", "post_event.lua", connections=args.connections,
-                        duration=args.warmup, tenant=tenant)  # fmt: skip
-                warm = db.count_events()
-                result = run_wrk(
+                run_wrk(
                     port,
                     "/api/v1/events",
                     "post_event.lua",
                     connections=args.connections,
-                    duration=args.duration,
+                    duration=args.warmup,
                     tenant=tenant,
-                    watch_pid=api.pid,
                 )
+                warm = db.count_events()
+                with profiled(args, api.pid, f"ingest-{kind}"):
+                    result = run_wrk(
+                        port,
+                        "/api/v1/events",
+                        "post_event.lua",
+                        connections=args.connections,
+                        duration=args.duration,
+                        tenant=tenant,
+                        watch_pid=api.pid,
+                    )
                 stored = db.count_events() - warm
                 note = _error_note(result)
                 if stored < result.requests - result.error_count:
@@ -514,7 +636,9 @@ def run_ingest(
                             ratio=ratio,
                             p50_ms=result.latency_us["p50"] / 1000,
                             p99_ms=p99,
-                            target="≥ 0.45× baseline, p99 ≤ 25 ms",
+                            target="≥ 0.45x baseline, p99 ≤ 25 ms",
+                            cpu_share=result.cpu_share,
+                            cpu_us=result.cpu_us_per_request,
                             met=ratio >= 0.45 and p99 <= 25 and result.error_count == 0,
                             note=note.strip(),
                             details={
@@ -535,21 +659,28 @@ def run_ingest(
                             result.rss_max_mb,
                             "MB",
                             target="reported",
-                        )  # fmt: skip
+                        )
                     )
             if "batch" in args.scenarios:
-                run_wrk(port, "/api/v1/events/batch", "post_batch.lua",
-                        connections=args.batch_connections, duration=args.warmup,
-                        tenant=tenant)  # fmt: skip
-                warm = db.count_events()
-                result = run_wrk(
+                run_wrk(
                     port,
                     "/api/v1/events/batch",
                     "post_batch.lua",
                     connections=args.batch_connections,
-                    duration=args.duration,
+                    duration=args.warmup,
                     tenant=tenant,
                 )
+                warm = db.count_events()
+                with profiled(args, api.pid, f"batch-{kind}"):
+                    result = run_wrk(
+                        port,
+                        "/api/v1/events/batch",
+                        "post_batch.lua",
+                        connections=args.batch_connections,
+                        duration=args.duration,
+                        tenant=tenant,
+                        watch_pid=api.pid,
+                    )
                 stored = db.count_events() - warm
                 # Events stored while wrk ran (a batch is all-or-nothing per transaction).
                 events_per_s = stored / result.duration_s
@@ -563,6 +694,8 @@ def run_ingest(
                         p50_ms=result.latency_us["p50"] / 1000,
                         p99_ms=result.latency_us["p99"] / 1000,
                         target="≥ 20,000 events/s",
+                        cpu_share=result.cpu_share,
+                        cpu_us=(result.server_cpu_s or 0) / stored * 1e6 if stored else None,
                         met=events_per_s >= 20_000 and result.error_count == 0,
                         note=_error_note(result).strip(),
                         details={
@@ -624,7 +757,8 @@ class RawHttp:
         return head.encode() + body
 
     async def post(self, path: str, body: bytes) -> int:
-        assert self.reader is not None and self.writer is not None
+        assert self.reader is not None
+        assert self.writer is not None
         self.writer.write(self.encode(path, body))
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -737,7 +871,7 @@ class Sink:
                 "warning",
                 "--backlog",
                 "4096",
-            ],  # fmt: skip
+            ],
             dict(os.environ),
             LOAD_CPU,
             workdir,
@@ -808,9 +942,10 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
             stats = sink.wait_for(expected, timeout=args.fanout_timeout)
             drain = (stats["last_at"] - end) if stats["last_at"] else None
             lost, dup = expected - stats["unique"], stats["duplicates"]
+            rate = stats["unique"] / (stats["last_at"] - start) if stats["last_at"] else 0.0
             results.add(
                 Row(
-                    f"fan-out burst: {events:,} events × 2 webhooks, drain after last ingest",
+                    f"fan-out burst: {events:,} events x 2 webhooks, drain after last ingest",
                     kind,
                     drain,
                     "s",
@@ -819,8 +954,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
                     target="all delivered ≤ 5 s after last ingest",
                     met=lost == 0 and dup == 0 and drain is not None and drain <= 5,
                     note=f"ingest {events / (end - start):,.0f} events/s; "
-                    f"{stats['unique'] / (stats['last_at'] - start) if stats['last_at'] else 0:,.0f}"
-                    f" deliveries/s; lost {lost}, duplicates {dup}"
+                    f"{rate:,.0f} deliveries/s; lost {lost}, duplicates {dup}"
                     + (f", {failures} failed batches" if failures else ""),
                     details={"ingest_s": end - start, "sink": stats, "failed_batches": failures},
                 )
@@ -837,7 +971,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
             p99 = stats["latency_ms"]["p99"]
             results.add(
                 Row(
-                    f"fan-out steady {args.steady_rate:,.0f} events/s × 2 webhooks, end-to-end",
+                    f"fan-out steady {args.steady_rate:,.0f} events/s x 2 webhooks, end-to-end",
                     kind,
                     p99,
                     "ms p99",
@@ -883,11 +1017,12 @@ def run_scaleout(args: argparse.Namespace, results: Results, workdir: Path) -> N
                 rates[n] = stats["unique"] / elapsed
                 results.add(
                     Row(
-                        f"scale-out {n} API + {n} worker: {events:,} events × 2 webhooks",
+                        f"scale-out {n} API + {n} worker: {events:,} events x 2 webhooks",
                         "postgres",
                         rates[n],
                         "deliveries/s",
                         ratio=(rates[n] / rates[1]) if n == 2 else None,
+                        ratio_to="1 API + 1 worker",
                         target="no loss, no duplicate" + ("; ratio to 1+1" if n == 2 else ""),
                         met=lost == 0 and dup == 0,
                         note=f"ingest {events / (end - start):,.0f} events/s; lost {lost}, "
@@ -908,13 +1043,26 @@ def print_table(results: Results) -> None:
     b = results.baseline
     table = Table(
         title=f"Event Collector benchmark — baseline (bare Starlette route): {_fmt(b.get('rps'))} "
-        f"req/s, p99 {b.get('p99_ms', 0):.1f} ms",
+        f"req/s, p99 {b.get('p99_ms', 0):.1f} ms, server CPU {100 * (b.get('cpu_share') or 0):.0f} "
+        f"%, {b.get('cpu_us_per_request') or 0:.0f} CPU µs/req",
         caption=f"{results.machine['cpu_model']}, {results.machine['cores']} cores, "
         f"{results.machine['memory_gib']} GiB; Python {results.machine['python']}, SQLite "
         f"{results.machine['sqlite']}, PostgreSQL {results.machine['postgres']}; server on CPU "
         f"{SERVER_CPU}, load on CPU {LOAD_CPU}",
     )
-    for column in ("scenario", "db", "figure", "× baseline", "p50 ms", "p99 ms", "target", "met"):
+    columns = (
+        "scenario",
+        "db",
+        "figure",
+        "x baseline",
+        "p50 ms",
+        "p99 ms",
+        "server CPU",
+        "CPU µs/req",
+        "target",
+        "met",
+    )
+    for column in columns:
         table.add_column(
             column, justify="left" if column in ("scenario", "db", "target") else "right"
         )
@@ -924,9 +1072,14 @@ def print_table(results: Results) -> None:
             row.scenario + (f"\n[dim]{row.note}[/]" if row.note else ""),
             row.db,
             figure,
-            f"{row.ratio:.2f}" if row.ratio is not None else "",
+            ""
+            if row.ratio is None
+            else f"{row.ratio:.2f}"
+            + ("" if row.ratio_to == "baseline" else f" (x {row.ratio_to})"),
             f"{row.p50_ms:.1f}" if row.p50_ms is not None else "",
             f"{row.p99_ms:.1f}" if row.p99_ms is not None else "",
+            f"{100 * row.cpu_share:.0f} %" if row.cpu_share is not None else "",
+            f"{row.cpu_us:.0f}" if row.cpu_us is not None else "",
             row.target,
             {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[row.met],
         )
@@ -960,6 +1113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="server where a fresh database is created and dropped (EC_BENCH_POSTGRES_URL)",
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the server with py-spy during the ingest runs (pip install py-spy)",
+    )
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
@@ -1009,10 +1167,16 @@ def main(argv: list[str] | None = None) -> int:
                     "rps": sum(r["rps"] for r in runs) / 2,
                     "p50_ms": sum(r["p50_ms"] for r in runs) / 2,
                     "p99_ms": sum(r["p99_ms"] for r in runs) / 2,
+                    "cpu_share": sum(r["cpu_share"] or 0 for r in runs) / 2,
+                    "cpu_us_per_request": sum(r["cpu_us_per_request"] or 0 for r in runs) / 2,
                 }
                 # Ratios against the mean of both baseline runs.
                 for row in results.rows:
-                    if row.ratio is not None and row.figure is not None:
+                    if (
+                        row.ratio is not None
+                        and row.figure is not None
+                        and row.ratio_to == "baseline"
+                    ):
                         row.ratio = row.figure / results.baseline["rps"]
                         if row.scenario == "ingest single event":
                             row.met = (
@@ -1031,7 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
                             "",
                             note="skipped: dispatcher not available "
                             "(`event-collector worker --help` failed)",
-                        )  # fmt: skip
+                        )
                     )
             elif wants_delivery:
                 if "fanout" in args.scenarios:
