@@ -610,6 +610,7 @@ def run_ingest(
                     tenant=tenant,
                 )
                 warm = db.count_events()
+                groups_before = scrape_groups(port)
                 with profiled(args, api.pid, f"ingest-{kind}"):
                     result = run_wrk(
                         port,
@@ -621,7 +622,8 @@ def run_ingest(
                         watch_pid=api.pid,
                     )
                 stored = db.count_events() - warm
-                note = _error_note(result)
+                groups = group_stats(groups_before, scrape_groups(port), result.duration_s)
+                note = _error_note(result) + _group_note(groups)
                 if stored < result.requests - result.error_count:
                     note += f" only {stored} of {result.requests} events stored!"
                 ratio = result.rate / baseline_rps
@@ -646,6 +648,7 @@ def run_ingest(
                                 "requests": result.requests,
                                 "events_stored": stored,
                                 "warmup_events": warm - before,
+                                "group_commits": groups,
                                 "errors": result.errors,
                                 "latency_us": result.latency_us,
                             },
@@ -671,6 +674,7 @@ def run_ingest(
                     tenant=tenant,
                 )
                 warm = db.count_events()
+                groups_before = scrape_groups(port)
                 with profiled(args, api.pid, f"batch-{kind}"):
                     result = run_wrk(
                         port,
@@ -682,6 +686,7 @@ def run_ingest(
                         watch_pid=api.pid,
                     )
                 stored = db.count_events() - warm
+                groups = group_stats(groups_before, scrape_groups(port), result.duration_s)
                 # Events stored while wrk ran (a batch is all-or-nothing per transaction).
                 events_per_s = stored / result.duration_s
                 results.add(
@@ -697,8 +702,9 @@ def run_ingest(
                         cpu_share=result.cpu_share,
                         cpu_us=(result.server_cpu_s or 0) / stored * 1e6 if stored else None,
                         met=events_per_s >= 20_000 and result.error_count == 0,
-                        note=_error_note(result).strip(),
+                        note=(_error_note(result) + _group_note(groups)).strip(),
                         details={
+                            "group_commits": groups,
                             "connections": args.batch_connections,
                             "requests": result.requests,
                             "events_stored": stored,
@@ -709,6 +715,56 @@ def run_ingest(
                 )
         finally:
             service.stop()
+
+
+_GROUP_METRICS = (
+    "ec_ingest_group_events_sum",
+    "ec_ingest_group_events_count",
+    "ec_ingest_group_seconds_sum",
+)
+
+
+def scrape_groups(port: int) -> dict[str, float]:
+    """The group-commit counters of the service's /metrics (empty if it has none)."""
+    values: dict[str, float] = {}
+    with suppress(httpx.HTTPError):
+        for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in _GROUP_METRICS:
+                values[name] = float(value)
+    return values
+
+
+def group_stats(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, Any]:
+    """Group commits during a run: how many per second, how big, how long each took."""
+    if not after or not before:
+        return {}
+    groups = after["ec_ingest_group_events_count"] - before["ec_ingest_group_events_count"]
+    if groups <= 0:
+        return {}
+    events = after["ec_ingest_group_events_sum"] - before["ec_ingest_group_events_sum"]
+    stats: dict[str, Any] = {
+        "groups_per_s": groups / seconds,
+        "mean_group_events": events / groups,
+    }
+    if "ec_ingest_group_seconds_sum" in after and "ec_ingest_group_seconds_sum" in before:
+        spent = after["ec_ingest_group_seconds_sum"] - before["ec_ingest_group_seconds_sum"]
+        stats["mean_group_ms"] = spent / groups * 1000
+        # Share of the run during which a group transaction was open (>1 on PostgreSQL, which
+        # overlaps several).
+        stats["in_transaction_share"] = spent / seconds
+    return stats
+
+
+def _group_note(stats: dict[str, Any]) -> str:
+    if not stats:
+        return ""
+    note = f" groups: {stats['groups_per_s']:,.0f}/s of {stats['mean_group_events']:.1f} events"
+    if "mean_group_ms" in stats:
+        note += f", {stats['mean_group_ms']:.1f} ms each"
+    return note
 
 
 def _error_note(result: WrkResult) -> str:
