@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -378,6 +379,7 @@ class WrkResult:
     latency_us: dict[str, float]
     rss_max_mb: float | None = None
     server_cpu_s: float | None = None
+    wrk_cpu_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -387,6 +389,10 @@ class WrkResult:
     def cpu_share(self) -> float | None:
         """Share of one core the server used while loaded (1.0 = it was CPU-bound)."""
         return None if self.server_cpu_s is None else self.server_cpu_s / self.duration_s
+
+    @property
+    def wrk_cpu_share(self) -> float | None:
+        return None if self.wrk_cpu_s is None else self.wrk_cpu_s / self.duration_s
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -429,6 +435,7 @@ def run_wrk(
         str(BENCH / script),
         f"http://127.0.0.1:{port}{path}",
     ]
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rss_max = None
     cpu_before = cpu_seconds(watch_pid) if watch_pid is not None else None
@@ -439,6 +446,12 @@ def run_wrk(
                 rss_max = max(rss_max or 0.0, value)
             time.sleep(0.25)
     out, err = wrk.communicate()
+    # wrk's own CPU time (is the load generator, rather than the server, the limit?): the only
+    # child reaped since `children_before`.
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
     cpu_after = cpu_seconds(watch_pid) if watch_pid is not None else None
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
     if wrk.returncode != 0 or line is None:
@@ -451,6 +464,7 @@ def run_wrk(
         latency_us=data["latency_us"],
         rss_max_mb=rss_max,
         server_cpu_s=(cpu_after - cpu_before) if cpu_before is not None and cpu_after else None,
+        wrk_cpu_s=wrk_cpu,
     )
 
 
@@ -569,6 +583,7 @@ def run_baseline(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         process.stop()
     return {
         "cpu_share": result.cpu_share,
+        "wrk_cpu_share": result.wrk_cpu_share,
         "cpu_us_per_request": result.cpu_us_per_request,
         "rps": result.rate,
         "p50_ms": result.latency_us["p50"] / 1000,
@@ -651,6 +666,7 @@ def run_ingest(
                                 "group_commits": groups,
                                 "errors": result.errors,
                                 "latency_us": result.latency_us,
+                                "wrk_cpu_share": result.wrk_cpu_share,
                             },
                         )
                     )
@@ -710,6 +726,7 @@ def run_ingest(
                             "events_stored": stored,
                             "errors": result.errors,
                             "latency_us": result.latency_us,
+                            "wrk_cpu_share": result.wrk_cpu_share,
                         },
                     )
                 )
@@ -1207,7 +1224,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             console.print("[bold]baseline[/]: bare Starlette route, same uvicorn settings")
             first = run_baseline(args, workdir)
-            console.print(f"  {first['rps']:,.0f} req/s, p99 {first['p99_ms']:.1f} ms")
+            console.print(
+                f"  {first['rps']:,.0f} req/s, p99 {first['p99_ms']:.1f} ms, server CPU "
+                f"{100 * (first['cpu_share'] or 0):.0f} %, "
+                f"wrk CPU {100 * first['wrk_cpu_share']:.0f} %"
+            )
             results.baseline = {"runs": [first], **first}
             if {"ingest", "batch", "memory"} & set(args.scenarios):
                 for kind in dbs:
