@@ -1159,6 +1159,45 @@ def print_table(results: Results) -> None:
     console.print(table)
 
 
+def markdown(path: Path) -> str:
+    """A results file as a Markdown table (for the README)."""
+    data = json.loads(path.read_text())
+    m, b = data["machine"], data["baseline"]
+    lines = [
+        f"Run of {data['started_at']} on {m['cpu_model']}, {m['cores']} cores, "
+        f"{m['memory_gib']} GiB (load average {m['load_average_at_start'][0]:.1f} at start); "
+        f"Python {m['python']}, SQLite {m['sqlite']}, PostgreSQL {m['postgres']}. Baseline (bare "
+        f"Starlette route): {b['rps']:,.0f} req/s (runs: "
+        + ", ".join(f"{r['rps']:,.0f}" for r in b.get("runs", []))
+        + f"), p99 {b['p99_ms']:.1f} ms, {b.get('cpu_us_per_request') or 0:.0f} server CPU µs per "
+        "request.",
+        "",
+        "| scenario | db | figure | x baseline | p50 ms | p99 ms | server CPU | CPU µs/req "
+        "| target | met |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in data["rows"]:
+        digits = 2 if row["unit"] == "s" else 0
+        ratio = row["ratio"]
+        lines.append(
+            f"| {row['scenario']} | {row['db']} | {_fmt(row['figure'], digits)} {row['unit']} | "
+            + ("" if ratio is None else f"{ratio:.2f}")
+            + ("" if row.get("ratio_to", "baseline") == "baseline" else f" (x {row['ratio_to']})")
+            + " | "
+            + " | ".join(
+                "" if row[key] is None else f"{row[key]:.1f}" for key in ("p50_ms", "p99_ms")
+            )
+            + " | "
+            + ("" if row["cpu_share"] is None else f"{100 * row['cpu_share']:.0f} %")
+            + " | "
+            + ("" if row["cpu_us"] is None else f"{row['cpu_us']:.0f}")
+            + f" | {row['target']} | "
+            + {True: "yes", False: "**no**", None: ""}[row["met"]]
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/bench",
@@ -1187,6 +1226,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=BENCH / "results")
     parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="print a results file as a Markdown table and exit",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="record the server with py-spy during the ingest runs (pip install py-spy)",
@@ -1201,6 +1246,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown(args.markdown) + "\n")
+        return 0
     with suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {int(LOAD_CPU)})  # this harness is load too: keep it off CPU 0
     if not shutil.which("wrk") or not shutil.which("taskset"):
