@@ -66,6 +66,10 @@ class Row:
     met: bool | None = None
     cpu_share: float | None = None  # of one core, by the server while loaded
     cpu_us: float | None = None  # server CPU time per request (or per event for batches)
+    # baseline CPU µs per request / this row's: the throughput ratio both would have if each had
+    # a whole core to itself (a shared, noisy machine steals CPU from them unevenly; this does
+    # not hold for a server that waits rather than computes — see cpu_share).
+    cpu_ratio: float | None = None
     note: str = ""
     ratio_to: str = "baseline"
     details: dict[str, Any] = field(default_factory=dict)
@@ -1128,6 +1132,7 @@ def print_table(results: Results) -> None:
         "db",
         "figure",
         "x baseline",
+        "CPU-cost ratio",
         "p50 ms",
         "p99 ms",
         "server CPU",
@@ -1149,6 +1154,7 @@ def print_table(results: Results) -> None:
             if row.ratio is None
             else f"{row.ratio:.2f}"
             + ("" if row.ratio_to == "baseline" else f" (x {row.ratio_to})"),
+            f"{row.cpu_ratio:.2f}" if row.cpu_ratio is not None else "",
             f"{row.p50_ms:.1f}" if row.p50_ms is not None else "",
             f"{row.p99_ms:.1f}" if row.p99_ms is not None else "",
             f"{100 * row.cpu_share:.0f} %" if row.cpu_share is not None else "",
@@ -1172,17 +1178,22 @@ def markdown(path: Path) -> str:
         + f"), p99 {b['p99_ms']:.1f} ms, {b.get('cpu_us_per_request') or 0:.0f} server CPU µs per "
         "request.",
         "",
-        "| scenario | db | figure | x baseline | p50 ms | p99 ms | server CPU | CPU µs/req "
-        "| target | met |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| scenario | db | figure | x baseline | CPU-cost ratio | p50 ms | p99 ms | server CPU "
+        "| CPU µs/req | target | met |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in data["rows"]:
         digits = 2 if row["unit"] == "s" else 0
         ratio = row["ratio"]
+        scenario = (
+            row["scenario"] if row["figure"] is not None else f"{row['scenario']}: {row['note']}"
+        )
         lines.append(
-            f"| {row['scenario']} | {row['db']} | {_fmt(row['figure'], digits)} {row['unit']} | "
+            f"| {scenario} | {row['db']} | {_fmt(row['figure'], digits)} {row['unit']} | "
             + ("" if ratio is None else f"{ratio:.2f}")
             + ("" if row.get("ratio_to", "baseline") == "baseline" else f" (x {row['ratio_to']})")
+            + " | "
+            + ("" if row.get("cpu_ratio") is None else f"{row['cpu_ratio']:.2f}")
             + " | "
             + " | ".join(
                 "" if row[key] is None else f"{row[key]:.1f}" for key in ("p50_ms", "p99_ms")
@@ -1297,6 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 # Ratios against the mean of both baseline runs.
                 for row in results.rows:
+                    if row.cpu_us and results.baseline["cpu_us_per_request"]:
+                        row.cpu_ratio = results.baseline["cpu_us_per_request"] / row.cpu_us
                     if (
                         row.ratio is not None
                         and row.figure is not None
