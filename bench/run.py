@@ -959,28 +959,32 @@ class Sink:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(f"http://127.0.0.1:{self.port}/stats", timeout=10).json())
+    def stats(self, prefix: str | None = None) -> dict[str, Any]:
+        params = {"prefix": prefix} if prefix else None
+        url = f"http://127.0.0.1:{self.port}/stats"
+        return dict(httpx.get(url, params=params, timeout=10).json())
 
     def reset(self) -> None:
         httpx.post(f"http://127.0.0.1:{self.port}/reset", timeout=10)
 
-    def wait_for(self, expected: int, timeout: float, stall: float = 30) -> dict[str, Any]:
+    def wait_for(
+        self, expected: int, timeout: float, prefix: str, stall: float = 30
+    ) -> dict[str, Any]:
         """Poll until ``expected`` distinct deliveries arrived, nothing arrived for ``stall``
         seconds, or ``timeout``; then wait a little more to catch duplicates."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
-            stats = self.stats()
+            stats = self.stats(prefix)
             if stats["unique"] >= expected:
                 time.sleep(1.0)
-                return self.stats()
+                return self.stats(prefix)
             if stats["unique"] != last_count:
                 last_count, last_change = stats["unique"], time.monotonic()
             elif time.monotonic() - last_change > stall:
                 break
             time.sleep(0.05)
-        return self.stats()
+        return self.stats(prefix)
 
     def stop(self) -> None:
         self.process.stop()
@@ -1016,7 +1020,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
 
             # 1. A burst of events, ingested as fast as the API takes them (batches of 500).
             start, end, failures = asyncio.run(burst_ingest([port], tenant, events, "burst"))
-            stats = sink.wait_for(expected, timeout=args.fanout_timeout)
+            stats = sink.wait_for(expected, timeout=args.fanout_timeout, prefix="burst")
             drain = (stats["last_at"] - end) if stats["last_at"] else None
             lost, dup = expected - stats["unique"], stats["duplicates"]
             rate = stats["unique"] / (stats["last_at"] - start) if stats["last_at"] else 0.0
@@ -1043,7 +1047,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
             start, end, failures = asyncio.run(
                 paced_ingest(port, tenant, args.steady_rate, count, "steady")
             )
-            stats = sink.wait_for(count * 2, timeout=args.fanout_timeout)
+            stats = sink.wait_for(count * 2, timeout=args.fanout_timeout, prefix="steady")
             lost, dup = count * 2 - stats["unique"], stats["duplicates"]
             p99 = stats["latency_ms"]["p99"]
             results.add(
@@ -1088,7 +1092,7 @@ def run_scaleout(args: argparse.Namespace, results: Results, workdir: Path) -> N
                 start, end, failures = asyncio.run(
                     burst_ingest(service.api_ports, tenant, events, f"scale{n}")
                 )
-                stats = sink.wait_for(expected, timeout=args.fanout_timeout)
+                stats = sink.wait_for(expected, timeout=args.fanout_timeout, prefix=f"scale{n}")
                 lost, dup = expected - stats["unique"], stats["duplicates"]
                 elapsed = (stats["last_at"] or time.time()) - start
                 rates[n] = stats["unique"] / elapsed
@@ -1255,6 +1259,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def guarded(results: Results, name: str, db: str, scenario: Any, *args: Any) -> None:
+    """Run one scenario; if it fails, record why and go on with the others."""
+    try:
+        scenario(*args)
+    except Exception as exc:
+        console.print_exception(max_frames=3)
+        results.add(Row(name, db, None, "", note=f"failed: {exc}".splitlines()[0][:200]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.markdown:
@@ -1292,7 +1305,17 @@ def main(argv: list[str] | None = None) -> int:
             if {"ingest", "batch", "memory"} & set(args.scenarios):
                 for kind in dbs:
                     console.print(f"[bold]ingest[/] on {kind}")
-                    run_ingest(args, results, kind, workdir, results.baseline["rps"])
+                    guarded(
+                        results,
+                        "ingest",
+                        kind,
+                        run_ingest,
+                        args,
+                        results,
+                        kind,
+                        workdir,
+                        results.baseline["rps"],
+                    )
                 # Measured again after the ingest scenarios: the machine is shared, and the
                 # drift between the two says how far to trust the ratios.
                 second = run_baseline(args, workdir)
@@ -1339,10 +1362,10 @@ def main(argv: list[str] | None = None) -> int:
                 if "fanout" in args.scenarios:
                     for kind in dbs:
                         console.print(f"[bold]fan-out[/] on {kind}")
-                        run_fanout(args, results, kind, workdir)
+                        guarded(results, "fanout", kind, run_fanout, args, results, kind, workdir)
                 if "scaleout" in args.scenarios:
                     console.print("[bold]scale-out[/] on postgres")
-                    run_scaleout(args, results, workdir)
+                    guarded(results, "scaleout", "postgres", run_scaleout, args, results, workdir)
         finally:
             args.output.mkdir(parents=True, exist_ok=True)
             stamp = results.started_at.replace(":", "").replace("-", "")

@@ -3,8 +3,9 @@
 ``POST /hook`` answers 204 at once and records, per ``webhook-id`` header (the delivery id, the
 same on a retry), the receive time and the event's ``received_at`` from the body, so that the
 harness can tell deliveries that were lost (missing) or sent twice (duplicates) and the
-end-to-end latency (stored by the API → received here). ``GET /stats`` returns the counts and
-latency percentiles; ``POST /reset`` clears them. Run with
+end-to-end latency (stored by the API → received here). ``GET /stats?prefix=P`` returns the
+counts and latency percentiles of the events whose id starts with ``P-`` (so that late deliveries
+of an earlier phase do not count in the next one); ``POST /reset`` clears everything. Run with
 ``python -m uvicorn --app-dir bench sink:app --loop uvloop --http httptools``.
 """
 
@@ -15,8 +16,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-_seen: dict[str, float] = {}
-_latencies: list[float] = []
+_seen: dict[str, tuple[float, str]] = {}  # delivery id → (received at, event id prefix)
+_latencies: dict[str, list[float]] = {}  # event id prefix → end-to-end latencies (ms)
 _total = 0
 _bad = 0
 
@@ -37,20 +38,25 @@ def _percentile(values: list[float], p: float) -> float | None:
     return ordered[index]
 
 
-def _stats() -> dict[str, Any]:
-    times = list(_seen.values())
+def _stats(prefix: str | None) -> dict[str, Any]:
+    times = [at for at, p in _seen.values() if prefix is None or p == prefix]
+    latencies = (
+        _latencies.get(prefix, [])
+        if prefix is not None
+        else [x for values in _latencies.values() for x in values]
+    )
     return {
-        "unique": len(_seen),
+        "unique": len(times),
         "total": _total,
         "duplicates": _total - len(_seen),
         "unparsable": _bad,
         "first_at": min(times) if times else None,
         "last_at": max(times) if times else None,
         "latency_ms": {
-            "p50": _percentile(_latencies, 50),
-            "p99": _percentile(_latencies, 99),
-            "max": max(_latencies) if _latencies else None,
-            "count": len(_latencies),
+            "p50": _percentile(latencies, 50),
+            "p99": _percentile(latencies, 99),
+            "max": max(latencies) if latencies else None,
+            "count": len(latencies),
         },
     }
 
@@ -97,16 +103,22 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 _bad += 1
             await _answer(send, 204)
             return
-        _seen[delivery_id] = now
         try:
-            received_at = json.loads(body)["received_at"]
+            document = json.loads(body)
+            prefix = str(document["id"]).split("-", 1)[0]
+            received_at = document["received_at"]
             stored = datetime.fromisoformat(received_at.replace("Z", "+00:00")).timestamp()
-            _latencies.append((now - stored) * 1000)
         except (ValueError, KeyError, TypeError, AttributeError):
             _bad += 1
+            _seen[delivery_id] = (now, "")
+        else:
+            _seen[delivery_id] = (now, prefix)
+            _latencies.setdefault(prefix, []).append((now - stored) * 1000)
         await _answer(send, 204)
     elif path == "/stats":
-        await _answer(send, 200, json.dumps(_stats()).encode())
+        query = scope.get("query_string", b"").decode()
+        prefix = query.removeprefix("prefix=") if query.startswith("prefix=") else None
+        await _answer(send, 200, json.dumps(_stats(prefix)).encode())
     elif path == "/reset":
         _reset()
         await _answer(send, 204)
