@@ -971,7 +971,8 @@ class Sink:
         self, expected: int, timeout: float, prefix: str, stall: float = 30
     ) -> dict[str, Any]:
         """Poll until ``expected`` distinct deliveries arrived, nothing arrived for ``stall``
-        seconds, or ``timeout``; then wait a little more to catch duplicates."""
+        seconds, or ``timeout``; then wait a little more to catch duplicates. Deliveries still
+        missing then are reported as "undelivered" (lost, or only slow: see --fanout-timeout)."""
         deadline = time.monotonic() + timeout
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -1035,7 +1036,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
                     target="all delivered ≤ 5 s after last ingest",
                     met=lost == 0 and dup == 0 and drain is not None and drain <= 5,
                     note=f"ingest {events / (end - start):,.0f} events/s; "
-                    f"{rate:,.0f} deliveries/s; lost {lost}, duplicates {dup}"
+                    f"{rate:,.0f} deliveries/s; undelivered {lost}, duplicates {dup}"
                     + (f", {failures} failed batches" if failures else ""),
                     details={"ingest_s": end - start, "sink": stats, "failed_batches": failures},
                 )
@@ -1060,7 +1061,7 @@ def run_fanout(args: argparse.Namespace, results: Results, kind: str, workdir: P
                     p99_ms=p99,
                     target="p99 ≤ 200 ms",
                     met=lost == 0 and dup == 0 and p99 is not None and p99 <= 200,
-                    note=f"sent {count / (end - start):,.0f} events/s; lost {lost}, "
+                    note=f"sent {count / (end - start):,.0f} events/s; undelivered {lost}, "
                     f"duplicates {dup}" + (f", {failures} failed posts" if failures else ""),
                     details={"send_s": end - start, "sink": stats, "failed_posts": failures},
                 )
@@ -1106,7 +1107,7 @@ def run_scaleout(args: argparse.Namespace, results: Results, workdir: Path) -> N
                         ratio_to="1 API + 1 worker",
                         target="no loss, no duplicate" + ("; ratio to 1+1" if n == 2 else ""),
                         met=lost == 0 and dup == 0,
-                        note=f"ingest {events / (end - start):,.0f} events/s; lost {lost}, "
+                        note=f"ingest {events / (end - start):,.0f} events/s; undelivered {lost}, "
                         f"duplicates {dup}" + (f", {failures} failed batches" if failures else ""),
                         details={"ingest_s": end - start, "elapsed_s": elapsed, "sink": stats},
                     )
