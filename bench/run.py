@@ -1190,13 +1190,15 @@ def markdown(path: Path) -> str:
     for row in data["rows"]:
         digits = 2 if row["unit"] == "s" else 0
         ratio = row["ratio"]
-        scenario = (
-            row["scenario"] if row["figure"] is not None else f"{row['scenario']}: {row['note']}"
-        )
+        scenario = row["scenario"] + (f"<br>{row['note']}" if row["note"] else "")
         lines.append(
             f"| {scenario} | {row['db']} | {_fmt(row['figure'], digits)} {row['unit']} | "
             + ("" if ratio is None else f"{ratio:.2f}")
-            + ("" if row.get("ratio_to", "baseline") == "baseline" else f" (x {row['ratio_to']})")
+            + (
+                ""
+                if ratio is None or row.get("ratio_to", "baseline") == "baseline"
+                else f" (x {row['ratio_to']})"
+            )
             + " | "
             + ("" if row.get("cpu_ratio") is None else f"{row['cpu_ratio']:.2f}")
             + " | "
