@@ -1,7 +1,9 @@
--- wrk script: POST a distinct event per request (ids from thread id + counter).
--- Needs TOKEN and TENANT in the environment.
+-- wrk script: POST one distinct ORDER event per request to /api/v1/events.
+-- Environment: TOKEN, TENANT (sent as headers; the baseline ignores them) and RUN (a prefix
+-- unique to this wrk invocation, so that no two requests of a whole benchmark run share an id:
+-- every request is a new event, never an idempotent re-post).
+-- At the end it prints one line "WRK_JSON {...}" that bench/run.py parses.
 local counter = 0
-local thread_id = 0
 local threads = {}
 
 function setup(thread)
@@ -9,12 +11,18 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local thread_id = 0
 function init(args)
   thread_id = tid or 0
 end
 
 local payload = "eyJpZCI6ImMtMSIsImVtYWlsIjoiYUBleGFtcGxlLmNvbSIsImZpcnN0TmFtZSI6IkFkYSJ9"
-local run = tostring(os.time())
+local run = os.getenv("RUN") or tostring(os.time())
+local headers = {
+  ["Content-Type"] = "application/json",
+  ["Authorization"] = "Bearer " .. (os.getenv("TOKEN") or ""),
+  ["X-TWC-Tenant"] = os.getenv("TENANT") or "",
+}
 
 request = function()
   counter = counter + 1
@@ -23,9 +31,17 @@ request = function()
     '","event_type":"ORDER","event_source":"CONNECTOR","event_payload":{"operation":"CREATE",' ..
     '"key_attributes":{"correlationId":"' .. id .. '"},"base64_encoded_payload_json":"' ..
     payload .. '"}}'
-  return wrk.format("POST", "/api/v1/events", {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. os.getenv("TOKEN"),
-    ["X-TWC-Tenant"] = os.getenv("TENANT"),
-  }, body)
+  return wrk.format("POST", "/api/v1/events", headers, body)
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"mean":%.1f,"max":%d,"p50":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
 end

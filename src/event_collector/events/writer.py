@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,7 +24,7 @@ from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.kit.db import AnyConnection, Database
 from event_collector.kit.errors import ServiceUnavailable
-from event_collector.kit.metrics import ingest_group_size
+from event_collector.kit.metrics import ingest_group_seconds, ingest_group_size
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class EventWriter:
         to_insert = list(first_by_key.values())
         ingest_group_size.observe(len(to_insert))
 
+        started = time.perf_counter()
         async with self._db.write_inline() as conn:
             repository = EventRepository.from_connection(conn)
             inserted = await repository.insert_new(to_insert)
@@ -153,6 +155,7 @@ class EventWriter:
             }
             for hook in self._hooks:
                 await hook(conn, created)
+        ingest_group_seconds.observe(time.perf_counter() - started)
 
         created_by_key = {(event.tenant, event.id): event for event in created}
         claimed: set[tuple[str, str]] = set()

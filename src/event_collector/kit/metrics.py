@@ -23,3 +23,8 @@ ingest_group_size = Histogram(
     "Events written per group-commit transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
+ingest_group_seconds = Histogram(
+    "ec_ingest_group_seconds",
+    "Duration of a group-commit transaction (with the wait for a connection), to its COMMIT's end",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
