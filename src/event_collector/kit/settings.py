@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         le=64,
-        description="Concurrent group-commit transactions; default 1 on SQLite, 4 otherwise.",
+        description="Concurrent group-commit transactions; default 1 on SQLite, 2 otherwise.",
     )
 
     # Operations
@@ -162,7 +162,7 @@ class Settings(BaseSettings):
     def inflight_ingest_groups(self) -> int:
         if self.ingest_max_inflight_groups is not None:
             return self.ingest_max_inflight_groups
-        return 1 if self.is_sqlite else 4
+        return 1 if self.is_sqlite else 2
 
     @cached_property
     def should_auto_migrate(self) -> bool:
