@@ -83,6 +83,15 @@ class Destination:
 
 
 @dataclass(slots=True)
+class _PreparedURL:
+    refusal: str | None
+    target: str
+    server_hostname: str | None
+    host: str | None  # the Host header when connecting to a pinned address
+    expires: float
+
+
+@dataclass(slots=True)
 class SendResult:
     ok: bool
     latency_ms: int = 0
@@ -158,6 +167,7 @@ class Senders:
             max_pool_connections=50,
         )
         self._resolved: dict[str, tuple[float, str | None, str | None]] = {}
+        self._prepared: dict[str, _PreparedURL] = {}
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -293,16 +303,13 @@ class Senders:
 
     async def _send_webhook(self, destination: Destination, message: OutgoingMessage) -> SendResult:
         url = str(destination.config.get("url") or "")
-        refusal, pinned = await self._vet(url)
-        if refusal:
+        prepared = self._prepared.get(url)
+        if prepared is None or prepared.expires <= time.monotonic():
+            prepared = await self._prepare(url)
+        if prepared.refusal:
+            refusal = prepared.refusal
             return SendResult(False, error=refusal, permanent=not refusal.startswith("cannot"))
-        target = url
-        server_hostname: str | None = None
-        original = httpx.URL(url) if pinned else None
-        if original is not None and pinned:
-            # Connect to the vetted address; Host and TLS (SNI, certificate) keep the name.
-            target = str(original.copy_with(host=pinned))
-            server_hostname = original.host
+        target, server_hostname = prepared.target, prepared.server_hostname
         body = message.body.encode()
         timestamp = int(time.time())
         headers: dict[str, str] = {}
@@ -316,8 +323,8 @@ class Senders:
                 }
             )
         headers["content-type"] = "application/json"
-        if original is not None:
-            headers["host"] = original.netloc.decode("ascii")
+        if prepared.host:
+            headers["host"] = prepared.host
         headers["webhook-id"] = message.delivery_id
         headers["webhook-timestamp"] = str(timestamp)
         if destination.secret:
@@ -362,6 +369,27 @@ class Senders:
             permanent=not transient,
             retry_after=parse_retry_after(retry_after),
         )
+
+    async def _prepare(self, url: str) -> _PreparedURL:
+        """Vet a webhook URL and work out where to connect; kept as long as the resolution it
+        is based on (30 s), so a delivery does not re-parse and re-check its URL."""
+        refusal, pinned = await self._vet(url)
+        target, server_hostname, host = url, None, None
+        if pinned and not refusal:
+            # Connect to the vetted address; Host and TLS (SNI, certificate) keep the name.
+            original = httpx.URL(url)
+            target = str(original.copy_with(host=pinned))
+            server_hostname = original.host
+            host = original.netloc.decode("ascii")
+        prepared = _PreparedURL(refusal, target, server_hostname, host, time.monotonic() + 30.0)
+        resolved = self._resolved.get(httpx.URL(url).host.lower()) if not refusal else None
+        if resolved is not None:
+            prepared.expires = min(prepared.expires, resolved[0])
+        if not (refusal and refusal.startswith("cannot")):  # transient refusals are not kept
+            if len(self._prepared) > 10_000:
+                self._prepared.clear()
+            self._prepared[url] = prepared
+        return prepared
 
     async def check_webhook_url(self, url: str) -> str | None:
         """None when the URL may be called; else why not (SSRF guard)."""
