@@ -125,7 +125,9 @@ class _Recorder:
 
     async def _write(self, group: list[_Pending]) -> None:
         try:
-            async with self._db.write() as conn:
+            # On SQLite the group is written synchronously on the loop (kit/db.py write_inline):
+            # through aiosqlite each statement would wait behind every ready send.
+            async with self._db.write_inline() as conn:
                 await self._apply(conn, [item.outcome for item in group])
         except Exception as exc:
             if len(group) == 1 and not group[0].future.done():
@@ -257,7 +259,7 @@ class Dispatcher:
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         now = utcnow()
         lease_until = now + timedelta(seconds=self.settings.delivery_lease_seconds)
-        async with self.db.write() as conn:
+        async with self.db.write_inline() as conn:
             return await repository.claim(
                 conn,
                 owner=self.owner,
