@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     dispatcher_enabled: bool = Field(
         default=True, description="Run the delivery dispatcher inside `serve`."
     )
-    delivery_batch_size: int = Field(default=200, ge=1, le=5000)
+    delivery_batch_size: int = Field(default=1000, ge=1, le=5000)
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
     delivery_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
