@@ -118,6 +118,9 @@ DELIVERY_OVERRIDES: dict[str, Any] = {
     "delivery_retry_schedule": [0.2, 0.2],
     "delivery_retry_jitter": 0.0,
     "delivery_breaker_failures": 3,
+    # Fewer parallel sends than the breaker tests' deliveries (the default is 16), so that the
+    # breaker opens while some of them are still queued and spreads the attempts over time.
+    "delivery_concurrency_per_destination": 4,
     "delivery_breaker_cooldown_seconds": 0.5,
     "delivery_deactivate_after": timedelta(seconds=3),
     "delivery_lease_seconds": 5.0,

@@ -4,10 +4,12 @@
   ``lease_expires_at``) in one write transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
   SQLite write transactions are serialised). A heartbeat renews the leases of rows being sent; a
   crashed worker's rows are claimed again when their lease expires (at-least-once).
-* **Isolation.** Claimed rows are grouped per destination (subscription); each group runs as
-  its own task with at most ``delivery_concurrency_per_destination`` sends at once. A
-  destination with a group in flight, or whose circuit breaker is open, is left out of the next
-  claims, so a slow or dead destination only ever occupies its own rows and never the loop.
+* **Isolation.** Claimed rows join their destination's (subscription's) lane: a queue served by
+  at most ``delivery_concurrency_per_destination`` sends at once; rows claimed while a lane is
+  busy join its queue, so a busy destination's pipeline does not drain between claims. A
+  destination whose lane already holds ``4 x concurrency`` queued rows, or whose circuit breaker
+  is open, is left out of the next claims, so a slow or dead destination only ever occupies a
+  bounded number of its own rows and never the loop.
 * **Waking.** An in-process event (set after an ingest commit, when a group finishes), PostgreSQL
   ``LISTEN`` (other processes' ``NOTIFY``), and a timer for the next due retry, lease expiry or
   breaker cool-down. No busy polling.
@@ -22,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,9 +33,15 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from event_collector.delivery import metrics, repository, service
-from event_collector.delivery.messages import render
+from event_collector.delivery.messages import OutgoingMessage, render
 from event_collector.delivery.repository import AttemptRecord, ClaimedDelivery, DestinationKey
-from event_collector.delivery.senders import Destination, Senders, SendResult, chunk_for_aws
+from event_collector.delivery.senders import (
+    AWS_BATCH_ENTRIES,
+    Destination,
+    Senders,
+    SendResult,
+    chunk_for_aws,
+)
 from event_collector.events.model import StoredEvent
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
 from event_collector.kit.db import Database, utcnow
@@ -48,6 +57,22 @@ class _Breaker:
 
     def is_open(self, now: float) -> bool:
         return now < self.open_until
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One destination's queue of claimed deliveries (with the destination opened for them,
+    or the failure to open it)."""
+
+    key: DestinationKey
+    destination_type: str
+    queue: deque[tuple[ClaimedDelivery, Destination | SendResult, OutgoingMessage]] = field(
+        default_factory=deque
+    )
+    more: asyncio.Event = field(default_factory=asyncio.Event)
+    recording: set[asyncio.Task[None]] = field(default_factory=set)
+    low_signalled: bool = False
+    closed: bool = False
 
 
 @dataclass(slots=True)
@@ -100,7 +125,9 @@ class _Recorder:
 
     async def _write(self, group: list[_Pending]) -> None:
         try:
-            async with self._db.write() as conn:
+            # On SQLite the group is written synchronously on the loop (kit/db.py write_inline):
+            # through aiosqlite each statement would wait behind every ready send.
+            async with self._db.write_inline() as conn:
                 await self._apply(conn, [item.outcome for item in group])
         except Exception as exc:
             if len(group) == 1 and not group[0].future.done():
@@ -127,7 +154,8 @@ class Dispatcher:
         self.senders = Senders(settings)
         self._wake = asyncio.Event()
         self._stopping = False
-        self._groups: dict[DestinationKey, asyncio.Task[None]] = {}
+        self._groups: set[asyncio.Task[None]] = set()  # lanes, including ones still recording
+        self._lanes: dict[DestinationKey, _Lane] = {}
         self._in_flight: set[str] = set()
         self._breakers: dict[DestinationKey, _Breaker] = {}
         self._recorder = _Recorder(db, self._apply_outcomes)
@@ -166,7 +194,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         leased = sorted(self._in_flight)
-        groups = list(self._groups.values())
+        groups = list(self._groups)
         if groups:
             _, still_running = await asyncio.wait(groups, timeout=grace)
             for task in still_running:
@@ -223,14 +251,15 @@ class Dispatcher:
 
     def _excluded(self) -> set[DestinationKey]:
         now = time.monotonic()
-        excluded = set(self._groups)
+        backlog = self._lane_backlog()
+        excluded = {key for key, lane in self._lanes.items() if len(lane.queue) >= backlog}
         excluded.update(key for key, b in self._breakers.items() if b.is_open(now))
         return excluded
 
     async def _claim(self, limit: int) -> list[ClaimedDelivery]:
         now = utcnow()
         lease_until = now + timedelta(seconds=self.settings.delivery_lease_seconds)
-        async with self.db.write() as conn:
+        async with self.db.write_inline() as conn:
             return await repository.claim(
                 conn,
                 owner=self.owner,
@@ -259,20 +288,16 @@ class Dispatcher:
 
     def _dispatch(self, claimed: Sequence[ClaimedDelivery]) -> None:
         groups: dict[DestinationKey, list[ClaimedDelivery]] = {}
+        rendered: dict[tuple[str, str], tuple[str, dict[str, str], str]] = {}
         for delivery in claimed:
             groups.setdefault(delivery.key, []).append(delivery)
             self._in_flight.add(delivery.id)
         metrics.in_flight.set(len(self._in_flight))
         for key, deliveries in groups.items():
-            self._groups[key] = asyncio.create_task(self._run_group(key, deliveries))
-
-    # One destination --------------------------------------------------------------------------
-
-    async def _run_group(self, key: DestinationKey, deliveries: list[ClaimedDelivery]) -> None:
-        try:
+            # The destination (and its secret) is opened once per subscription per claim.
             first = deliveries[0]
             try:
-                destination = service.destination_of(
+                destination: Destination | SendResult = service.destination_of(
                     self.secrets,
                     first.tenant,
                     first.subscription_id,
@@ -281,53 +306,135 @@ class Dispatcher:
                     first.secret_sealed,
                 )
             except SecretDecryptionError as exc:
-                failure = SendResult(
+                destination = SendResult(
                     False, error=f"the destination secret cannot be opened: {exc}", permanent=True
                 )
-                await self._finish(
-                    key, first.destination_type, deliveries, [failure] * len(deliveries)
-                )
-                return
-            await self._send_all(destination, deliveries)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception(
-                "delivering to a %s destination failed", deliveries[0].destination_type
+            lane = self._lanes.get(key)
+            if lane is None or lane.closed:
+                lane = self._lanes[key] = _Lane(key, first.destination_type)
+                task = asyncio.create_task(self._run_lane(lane))
+                self._groups.add(task)
+                task.add_done_callback(self._groups.discard)
+            lane.queue.extend(
+                (delivery, destination, render(delivery.id, delivery.event, rendered))
+                for delivery in deliveries
             )
+            lane.low_signalled = False
+            lane.more.set()
+
+    # One destination --------------------------------------------------------------------------
+
+    def _lane_backlog(self) -> int:
+        """Deliveries queued for one destination before it is left out of claims."""
+        return 4 * self.settings.delivery_concurrency_per_destination
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        """Send a destination's queued deliveries with at most
+        ``delivery_concurrency_per_destination`` in flight; deliveries claimed meanwhile join
+        the queue, so a busy destination's pipeline never drains between claims."""
+        workers: set[asyncio.Task[None]] = set()
+        limit = self.settings.delivery_concurrency_per_destination
+        try:
+            while lane.queue or workers:
+                lane.more.clear()
+                target = min(limit, len(workers) + len(lane.queue))
+                while len(workers) < target:
+                    workers.add(asyncio.create_task(self._lane_worker(lane)))
+                more = asyncio.create_task(lane.more.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        [*workers, more], return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    more.cancel()
+                for worker in done & workers:
+                    workers.discard(worker)
+                    if not worker.cancelled() and worker.exception() is not None:
+                        logger.error(
+                            "delivering to a %s destination failed",
+                            lane.destination_type,
+                            exc_info=worker.exception(),
+                        )
+            # Closed without an await since the queue was seen empty: what is claimed from now
+            # on goes to a new lane.
+            lane.closed = True
+            if self._lanes.get(lane.key) is lane:
+                del self._lanes[lane.key]
+            if lane.recording:
+                await asyncio.gather(*lane.recording, return_exceptions=True)
+        except asyncio.CancelledError:
+            for worker in workers:
+                worker.cancel()
+            raise
         finally:
-            self._groups.pop(key, None)
-            for delivery in deliveries:
+            lane.closed = True
+            if self._lanes.get(lane.key) is lane:
+                del self._lanes[lane.key]
+            for delivery, _, _ in lane.queue:
                 self._in_flight.discard(delivery.id)
+            lane.queue.clear()
             metrics.in_flight.set(len(self._in_flight))
             self._wake.set()
 
-    async def _send_all(self, destination: Destination, deliveries: list[ClaimedDelivery]) -> None:
-        by_id = {d.id: d for d in deliveries}
-        messages = [render(d.id, d.event) for d in deliveries]
-        if destination.type in ("SQS", "SNS"):
-            chunks = chunk_for_aws(messages)
-        else:
-            chunks = [[message] for message in messages]
-        semaphore = asyncio.Semaphore(self.settings.delivery_concurrency_per_destination)
-        breaker = self._breakers.setdefault(destination.key, _Breaker())
-
-        async def send_chunk(chunk: list[Any]) -> None:
-            chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
-            async with semaphore:
-                if breaker.is_open(time.monotonic()) or self._stopping:
-                    results = None
-                else:
-                    results = await self.senders.send(destination, chunk)
-                    self._update_breaker(breaker, results)
-            # Recording happens outside the concurrency slot: the next send need not wait for
-            # this one's commit (outcomes are group-committed anyway).
-            if results is None:
-                await self._release(chunk_deliveries, destination.type)
+    async def _lane_worker(self, lane: _Lane) -> None:
+        breaker = self._breakers.setdefault(lane.key, _Breaker())
+        low_water = self._lane_backlog() // 2
+        while lane.queue:
+            delivery, destination, message = lane.queue.popleft()
+            items = [(delivery, destination, message)]
+            if lane.destination_type in ("SQS", "SNS"):
+                while (
+                    lane.queue
+                    and len(items) < AWS_BATCH_ENTRIES
+                    and lane.queue[0][1] is destination
+                ):
+                    items.append(lane.queue.popleft())
+            if not lane.low_signalled and len(lane.queue) <= low_water:
+                lane.low_signalled = True
+                self._wake.set()  # room for this destination in the next claim
+            deliveries = [d for d, _, _ in items]
+            if isinstance(destination, SendResult):
+                await self._finish_later(lane, deliveries, [destination] * len(deliveries))
+                continue
+            messages = [m for _, _, m in items]
+            if destination.type in ("SQS", "SNS"):
+                chunks = chunk_for_aws(messages)
             else:
-                await self._finish(destination.key, destination.type, chunk_deliveries, results)
+                chunks = [[message] for message in messages]
+            by_id = {d.id: d for d in deliveries}
+            for chunk in chunks:
+                chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
+                if breaker.is_open(time.monotonic()) or self._stopping:
+                    await self._finish_later(lane, chunk_deliveries, None)
+                    continue
+                results = await self.senders.send(destination, chunk)
+                self._update_breaker(breaker, results)
+                # Recording happens outside the concurrency slot: the next send need not wait
+                # for this one's commit (outcomes are group-committed anyway).
+                await self._finish_later(lane, chunk_deliveries, results)
 
-        await asyncio.gather(*(send_chunk(chunk) for chunk in chunks))
+    async def _finish_later(
+        self,
+        lane: _Lane,
+        deliveries: list[ClaimedDelivery],
+        results: Sequence[SendResult] | None,
+    ) -> None:
+        async def record() -> None:
+            try:
+                if results is None:
+                    await self._release(deliveries, lane.destination_type)
+                else:
+                    await self._finish(lane.key, lane.destination_type, deliveries, results)
+            except Exception:
+                logger.exception("recording a %s delivery failed", lane.destination_type)
+            finally:
+                for delivery in deliveries:
+                    self._in_flight.discard(delivery.id)
+                metrics.in_flight.set(len(self._in_flight))
+
+        task = asyncio.create_task(record())
+        lane.recording.add(task)
+        task.add_done_callback(lane.recording.discard)
 
     def _update_breaker(self, breaker: _Breaker, results: Sequence[SendResult]) -> None:
         if any(r.ok for r in results):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_json
+
 from event_collector.events.model import StoredEvent
 from event_collector.kit.timefmt import isoformat_z
 
@@ -32,7 +34,9 @@ def render_body(event: StoredEvent) -> str:
     """The event as the API returns it, plus ``payload``: the decoded JSON, or null."""
     document = event.to_api()
     document["payload"] = event.payload
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    # Compact, UTF-8 (no \u escapes): the same text json.dumps(..., separators=(",", ":"),
+    # ensure_ascii=False) gives, several times faster.
+    return to_json(document).decode()
 
 
 def attributes_of(event: StoredEvent) -> dict[str, str]:
@@ -52,12 +56,21 @@ def group_id_of(event: StoredEvent) -> str:
     return f"{event.tenant}:{event.entity_type or ''}:{event.entity_id or event.id}"
 
 
-def render(delivery_id: str, event: StoredEvent) -> OutgoingMessage:
+def render(
+    delivery_id: str,
+    event: StoredEvent,
+    cache: dict[tuple[str, str], tuple[str, dict[str, str], str]] | None = None,
+) -> OutgoingMessage:
+    """``cache`` (per claimed batch) renders an event once for all its deliveries."""
+    key = (event.tenant, event.id)
+    rendered = cache.get(key) if cache is not None else None
+    if rendered is None:
+        rendered = (render_body(event), attributes_of(event), group_id_of(event)[:128])
+        if cache is not None:
+            cache[key] = rendered
+    body, attributes, group_id = rendered
     return OutgoingMessage(
-        delivery_id=delivery_id,
-        body=render_body(event),
-        attributes=attributes_of(event),
-        group_id=group_id_of(event)[:128],
+        delivery_id=delivery_id, body=body, attributes=attributes, group_id=group_id
     )
 
 

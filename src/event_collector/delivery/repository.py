@@ -12,6 +12,7 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, tuple_, updat
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import StoredEvent
+from event_collector.kit.db import AnyConnection
 from event_collector.models.event import event_table
 from event_collector.models.subscription import (
     delivery_attempt_table,
@@ -71,7 +72,7 @@ def _active_join() -> Any:
 
 
 async def claim(
-    conn: AsyncConnection,
+    conn: AnyConnection,
     *,
     owner: str,
     now: datetime,

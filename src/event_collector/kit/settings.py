@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     dispatcher_enabled: bool = Field(
         default=True, description="Run the delivery dispatcher inside `serve`."
     )
-    delivery_batch_size: int = Field(default=200, ge=1, le=5000)
+    delivery_batch_size: int = Field(default=1000, ge=1, le=5000)
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
     delivery_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     delivery_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
     delivery_max_retry_after_seconds: float = Field(default=86400.0, ge=0)
-    delivery_concurrency_per_destination: int = Field(default=4, ge=1, le=256)
+    delivery_concurrency_per_destination: int = Field(default=16, ge=1, le=256)
     delivery_max_in_flight: int = Field(default=2000, ge=1)
     delivery_http_timeout_seconds: float = Field(default=15.0, gt=0)
     delivery_breaker_failures: int = Field(default=5, ge=1)
