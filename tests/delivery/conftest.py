@@ -138,7 +138,9 @@ def delivery_settings(
     )
 
 
-@pytest_asyncio.fixture(scope="session")
+# Per module: its dispatcher must not go on sending (and changing rows) while other modules'
+# tests, which run without one, look at their delivery rows and subscriptions.
+@pytest_asyncio.fixture(scope="module")
 async def dapp(delivery_settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(delivery_settings)
     async with application.router.lifespan_context(application):
