@@ -378,31 +378,20 @@ class CatalogRepository:
         return [dict(row._mapping) for row in result]
 
     async def price_history(self, tenant: str, sellable_id: str, limit: int) -> list[Row]:
-        t = price_history_table.c
-        result = await self.conn.execute(
-            select(price_history_table)
-            .where(t.tenant == tenant, t.variant_id == sellable_id)
-            .order_by(t.id.desc())
-            .limit(limit)
-        )
-        return [dict(row._mapping) for row in result][::-1]
+        return await self._latest(price_history_table, tenant, sellable_id, limit)
 
     async def stock_history(self, tenant: str, sellable_id: str, limit: int) -> list[Row]:
-        t = stock_history_table.c
-        result = await self.conn.execute(
-            select(stock_history_table)
-            .where(t.tenant == tenant, t.variant_id == sellable_id)
-            .order_by(t.id.desc())
-            .limit(limit)
-        )
-        return [dict(row._mapping) for row in result][::-1]
+        return await self._latest(stock_history_table, tenant, sellable_id, limit)
 
     async def stock_episodes(self, tenant: str, sellable_id: str, limit: int) -> list[Row]:
-        t = stock_episode_table.c
+        return await self._latest(stock_episode_table, tenant, sellable_id, limit)
+
+    async def _latest(self, table: Table, tenant: str, sellable_id: str, limit: int) -> list[Row]:
+        """The newest ``limit`` rows of a per-variant history table, oldest first."""
         result = await self.conn.execute(
-            select(stock_episode_table)
-            .where(t.tenant == tenant, t.variant_id == sellable_id)
-            .order_by(t.id.desc())
+            select(table)
+            .where(table.c.tenant == tenant, table.c.variant_id == sellable_id)
+            .order_by(table.c.id.desc())
             .limit(limit)
         )
         return [dict(row._mapping) for row in result][::-1]

@@ -255,18 +255,7 @@ class Senders:
         self, destination: Destination, messages: Sequence[OutgoingMessage]
     ) -> list[SendResult]:
         queue_url = str(destination.config.get("queueUrl") or "")
-        fifo = is_fifo(queue_url)
-        entries = []
-        for index, message in enumerate(messages):
-            entry: dict[str, Any] = {
-                "Id": str(index),
-                "MessageBody": message.body,
-                "MessageAttributes": _aws_attributes(message),
-            }
-            if fifo:
-                entry["MessageGroupId"] = message.group_id
-                entry["MessageDeduplicationId"] = message.delivery_id
-            entries.append(entry)
+        entries = _aws_entries(messages, "MessageBody", fifo=is_fifo(queue_url))
         try:
             client = await self._client("sqs", destination)
             response = await client.send_message_batch(QueueUrl=queue_url, Entries=entries)
@@ -278,18 +267,7 @@ class Senders:
         self, destination: Destination, messages: Sequence[OutgoingMessage]
     ) -> list[SendResult]:
         topic_arn = str(destination.config.get("topicArn") or "")
-        fifo = is_fifo(topic_arn)
-        entries = []
-        for index, message in enumerate(messages):
-            entry: dict[str, Any] = {
-                "Id": str(index),
-                "Message": message.body,
-                "MessageAttributes": _aws_attributes(message),
-            }
-            if fifo:
-                entry["MessageGroupId"] = message.group_id
-                entry["MessageDeduplicationId"] = message.delivery_id
-            entries.append(entry)
+        entries = _aws_entries(messages, "Message", fifo=is_fifo(topic_arn))
         try:
             client = await self._client("sns", destination)
             response = await client.publish_batch(
@@ -537,3 +515,21 @@ def chunk_for_aws(messages: Sequence[OutgoingMessage]) -> list[list[OutgoingMess
     if current:
         chunks.append(current)
     return chunks
+
+
+def _aws_entries(
+    messages: Sequence[OutgoingMessage], body_key: str, *, fifo: bool
+) -> list[dict[str, Any]]:
+    """SendMessageBatch / PublishBatch entries (the two differ only in the body's key)."""
+    entries = []
+    for index, message in enumerate(messages):
+        entry: dict[str, Any] = {
+            "Id": str(index),
+            body_key: message.body,
+            "MessageAttributes": _aws_attributes(message),
+        }
+        if fifo:
+            entry["MessageGroupId"] = message.group_id
+            entry["MessageDeduplicationId"] = message.delivery_id
+        entries.append(entry)
+    return entries
