@@ -8,7 +8,7 @@ from typing import Any
 URL = "/api/v1/event-subscription"
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 TOPIC_ARN = "arn:aws:sns:us-east-2:123456789012:customers"
-ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
+ACCESS_KEY = "AKIDEXAMPLEKEY000001"
 ACCESS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 

@@ -268,26 +268,23 @@ class CatalogRepository:
             )
         ).first()
         if row is None:
-            row = (
-                await self.conn.execute(
-                    select(table)
-                    .where(table.c.tenant == tenant, table.c.ref == id_or_ref)
-                    .order_by(table.c.deleted, table.c.id)
-                    .limit(1)
-                )
-            ).first()
-        return dict(row._mapping) if row else None
+            return await self._one_by_ref(table, tenant, id_or_ref)
+        return dict(row._mapping)
 
-    async def variant_by_ref(self, tenant: str, ref: str) -> Row | None:
+    async def _one_by_ref(self, table: Table, tenant: str, ref: str) -> Row | None:
+        """A live row with this ref before a deleted one (then the lowest id, to be stable)."""
         row = (
             await self.conn.execute(
-                select(variant_table)
-                .where(variant_table.c.tenant == tenant, variant_table.c.ref == ref)
-                .order_by(variant_table.c.deleted, variant_table.c.id)
+                select(table)
+                .where(table.c.tenant == tenant, table.c.ref == ref)
+                .order_by(table.c.deleted, table.c.id)
                 .limit(1)
             )
         ).first()
         return dict(row._mapping) if row else None
+
+    async def variant_by_ref(self, tenant: str, ref: str) -> Row | None:
+        return await self._one_by_ref(variant_table, tenant, ref)
 
     async def customer(self, tenant: str, id_or_ref: str) -> Row | None:
         return await self._one_by_id_or_ref(customer_table, tenant, id_or_ref)

@@ -67,47 +67,26 @@ def attempt_record(
     error = result.error
     if not result.ok and result.permanent and error:
         error = f"{error} (permanent)"
-    if result.ok:
-        return AttemptRecord(
-            delivery_id=delivery.id,
-            tenant=delivery.tenant,
-            attempt=attempt,
-            outcome="success",
-            status_code=result.status_code,
-            error=None,
-            latency_ms=result.latency_ms,
-            attempted_at=now,
-            status="delivered",
-            next_attempt_at=now,
-            delivered_at=now,
-        )
-    delay = retry_delay(settings, attempt, result.retry_after)
-    if delay is None:
-        return AttemptRecord(
-            delivery_id=delivery.id,
-            tenant=delivery.tenant,
-            attempt=attempt,
-            outcome="failed",
-            status_code=result.status_code,
-            error=error,
-            latency_ms=result.latency_ms,
-            attempted_at=now,
-            status="failed",
-            next_attempt_at=now,
-            delivered_at=None,
-        )
+    outcome, status, next_attempt_at = "success", "delivered", now
+    if not result.ok:
+        delay = retry_delay(settings, attempt, result.retry_after)
+        if delay is None:
+            outcome, status = "failed", "failed"
+        else:
+            outcome, status = "retry", "pending"
+            next_attempt_at = now + timedelta(seconds=delay)
     return AttemptRecord(
         delivery_id=delivery.id,
         tenant=delivery.tenant,
         attempt=attempt,
-        outcome="retry",
+        outcome=outcome,
         status_code=result.status_code,
-        error=error,
+        error=None if result.ok else error,
         latency_ms=result.latency_ms,
         attempted_at=now,
-        status="pending",
-        next_attempt_at=now + timedelta(seconds=delay),
-        delivered_at=None,
+        status=status,
+        next_attempt_at=next_attempt_at,
+        delivered_at=now if result.ok else None,
     )
 
 
