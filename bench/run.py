@@ -620,28 +620,17 @@ def run_ingest(
                 )
             if "ingest" in args.scenarios or "memory" in args.scenarios:
                 before = db.count_events()
-                run_wrk(
+                warm, result, stored, groups = _warm_and_measure(
+                    args,
+                    db,
+                    api.pid,
                     port,
+                    tenant,
                     "/api/v1/events",
                     "post_event.lua",
-                    connections=args.connections,
-                    duration=args.warmup,
-                    tenant=tenant,
+                    args.connections,
+                    f"ingest-{kind}",
                 )
-                warm = db.count_events()
-                groups_before = scrape_groups(port)
-                with profiled(args, api.pid, f"ingest-{kind}"):
-                    result = run_wrk(
-                        port,
-                        "/api/v1/events",
-                        "post_event.lua",
-                        connections=args.connections,
-                        duration=args.duration,
-                        tenant=tenant,
-                        watch_pid=api.pid,
-                    )
-                stored = db.count_events() - warm
-                groups = group_stats(groups_before, scrape_groups(port), result.duration_s)
                 note = _error_note(result) + _group_note(groups)
                 if stored < result.requests - result.error_count:
                     note += f" only {stored} of {result.requests} events stored!"
@@ -685,28 +674,17 @@ def run_ingest(
                         )
                     )
             if "batch" in args.scenarios:
-                run_wrk(
+                _, result, stored, groups = _warm_and_measure(
+                    args,
+                    db,
+                    api.pid,
                     port,
+                    tenant,
                     "/api/v1/events/batch",
                     "post_batch.lua",
-                    connections=args.batch_connections,
-                    duration=args.warmup,
-                    tenant=tenant,
+                    args.batch_connections,
+                    f"batch-{kind}",
                 )
-                warm = db.count_events()
-                groups_before = scrape_groups(port)
-                with profiled(args, api.pid, f"batch-{kind}"):
-                    result = run_wrk(
-                        port,
-                        "/api/v1/events/batch",
-                        "post_batch.lua",
-                        connections=args.batch_connections,
-                        duration=args.duration,
-                        tenant=tenant,
-                        watch_pid=api.pid,
-                    )
-                stored = db.count_events() - warm
-                groups = group_stats(groups_before, scrape_groups(port), result.duration_s)
                 # Events stored while wrk ran (a batch is all-or-nothing per transaction).
                 events_per_s = stored / result.duration_s
                 results.add(
@@ -743,6 +721,36 @@ _GROUP_METRICS = (
     "ec_ingest_group_events_count",
     "ec_ingest_group_seconds_sum",
 )
+
+
+def _warm_and_measure(
+    args: argparse.Namespace,
+    db: Any,
+    pid: int,
+    port: int,
+    tenant: Any,
+    path: str,
+    script: str,
+    connections: int,
+    label: str,
+) -> tuple[int, Any, int, Any]:
+    """A warm-up wrk run, then the measured one (profiled with --profile): returns the event
+    count after warm-up, wrk's result, the events stored while it ran and group statistics."""
+    run_wrk(port, path, script, connections=connections, duration=args.warmup, tenant=tenant)
+    warm = db.count_events()
+    groups_before = scrape_groups(port)
+    with profiled(args, pid, label):
+        result = run_wrk(
+            port,
+            path,
+            script,
+            connections=connections,
+            duration=args.duration,
+            tenant=tenant,
+            watch_pid=pid,
+        )
+    stored = db.count_events() - warm
+    return warm, result, stored, group_stats(groups_before, scrape_groups(port), result.duration_s)
 
 
 def scrape_groups(port: int) -> dict[str, float]:

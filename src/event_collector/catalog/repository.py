@@ -322,22 +322,21 @@ class CatalogRepository:
         return [dict(row._mapping) for row in result]
 
     async def variants_for(self, tenant: str, ids: Iterable[str], refs: Iterable[str]) -> list[Row]:
-        ids, refs = list(set(ids)), list(set(refs))
-        if not ids and not refs:
-            return []
-        t = variant_table.c
-        result = await self.conn.execute(
-            select(variant_table).where(t.tenant == tenant, or_(t.id.in_(ids), t.ref.in_(refs)))
-        )
-        return [dict(row._mapping) for row in result]
+        return await self._by_ids_or_refs(variant_table, tenant, ids, refs)
 
     async def products_for(self, tenant: str, ids: Iterable[str], refs: Iterable[str]) -> list[Row]:
+        return await self._by_ids_or_refs(product_table, tenant, ids, refs)
+
+    async def _by_ids_or_refs(
+        self, table: Table, tenant: str, ids: Iterable[str], refs: Iterable[str]
+    ) -> list[Row]:
         ids, refs = list(set(ids)), list(set(refs))
         if not ids and not refs:
             return []
-        t = product_table.c
         result = await self.conn.execute(
-            select(product_table).where(t.tenant == tenant, or_(t.id.in_(ids), t.ref.in_(refs)))
+            select(table).where(
+                table.c.tenant == tenant, or_(table.c.id.in_(ids), table.c.ref.in_(refs))
+            )
         )
         return [dict(row._mapping) for row in result]
 
