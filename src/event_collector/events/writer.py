@@ -96,6 +96,15 @@ class EventWriter:
             await asyncio.gather(*self._flushers, return_exceptions=True)
 
     async def _flush_loop(self) -> None:
+        try:
+            await self._flush_pending()
+        finally:
+            # Leave the set in the same step as the last look at _pending: a done-callback
+            # would run a loop iteration later, and a request submitting in between would see
+            # a flusher that has already stopped and wait for the next request to start one.
+            self._flushers.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _flush_pending(self) -> None:
         while self._pending:
             group = self._take_group()
             try:
