@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,6 @@ from event_collector.context import AppContext
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.delivery import service as delivery_service
 from event_collector.delivery.dispatcher import Dispatcher
-from event_collector.delivery.routing import route_events
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
 from event_collector.kit import migrate
@@ -59,15 +59,12 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             max_inflight_groups=settings.inflight_ingest_groups,
         )
         secrets = SecretBox.from_key_dir(settings.key_dir)
-        writer.add_hook(route_events)
-        # The commerce read model commits with the events it learns from.
-        writer.add_hook(apply_read_model)
-        # Wake dispatchers in other processes (PostgreSQL NOTIFY, sent at commit).
-        writer.add_hook(delivery_service.notify_new_work)
         dispatcher: Dispatcher | None = None
         if settings.dispatcher_enabled:
             dispatcher = Dispatcher(settings, db, secrets)
-            writer.add_after_commit(dispatcher.after_commit)
+        writer.add_hook(delivery_service.routing_hook(dispatcher.wake if dispatcher else None))
+        # The commerce read model commits with the events it learns from.
+        writer.add_hook(apply_read_model)
         app.state.context = AppContext(
             settings=settings,
             db=db,
@@ -78,6 +75,11 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         )
         if dispatcher is not None:
             await dispatcher.start()
+        # What start-up built (modules, schemas, AWS service models) lives as long as the
+        # process: out of the collector's sight, a full collection scans only what requests
+        # leave behind — 80 ms pauses every second or so under load otherwise.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

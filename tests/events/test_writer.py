@@ -23,9 +23,7 @@ async def test_a_request_woken_by_one_group_and_submitting_again_is_not_stranded
     async def client_posting_in_sequence(posts: int) -> list[Outcome]:
         outcomes = []
         for _ in range(posts):
-            event = NewEvent.from_input(
-                tenant.name, EventIn.model_validate(event_body()), utcnow()
-            )
+            event = NewEvent.from_input(tenant.name, EventIn.model_validate(event_body()), utcnow())
             (result,) = await context.writer.submit([event])
             outcomes.append(result.outcome)
         return outcomes

@@ -42,7 +42,6 @@ from event_collector.delivery.senders import (
     SendResult,
     chunk_for_aws,
 )
-from event_collector.events.model import StoredEvent
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
@@ -166,11 +165,6 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def after_commit(self, created: Sequence[StoredEvent]) -> None:
-        """EventWriter after-commit hook: new events may mean new deliveries."""
-        if any(service.is_routable(event) for event in created):
-            self._wake.set()
 
     async def start(self) -> None:
         self._stopping = False

@@ -47,11 +47,11 @@ def is_routable(event: StoredEvent) -> bool:
     return event.entity_type is not None and event.operation in _FLAG_BY_OPERATION
 
 
-async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> None:
-    """The ingest hook: insert a pending delivery row per matching active subscription."""
+async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> int:
+    """Insert a pending delivery row per matching active subscription; return how many."""
     routable = [event for event in created if is_routable(event)]
     if not routable:
-        return
+        return 0
     tenants = {event.tenant for event in routable}
     entity_types = {
         wanted
@@ -62,7 +62,7 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> N
         tenants, entity_types
     )
     if not subscriptions:
-        return
+        return 0
 
     by_key: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for subscription in subscriptions:
@@ -78,6 +78,7 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> N
     ]
     if rows:
         await conn.execute(insert(delivery_table), rows)
+    return len(rows)
 
 
 def _delivery_row(event: StoredEvent, subscription_id: str, now: datetime) -> dict[str, Any]:

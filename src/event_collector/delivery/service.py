@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.delivery import repository
 from event_collector.delivery.repository import AttemptRecord, ClaimedDelivery
+from event_collector.delivery.routing import route_events
 from event_collector.delivery.senders import Destination, SendResult
 from event_collector.events.model import StoredEvent
+from event_collector.events.writer import AfterCommit, IngestHook
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import AnyConnection
 from event_collector.kit.errors import BadRequest, NotFound
@@ -107,15 +109,18 @@ def _human(period: timedelta) -> str:
     return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
-def is_routable(event: StoredEvent) -> bool:
-    """Could this event have created delivery rows? (READ and untyped events never route.)"""
-    return event.entity_type is not None and event.operation != "READ"
+def routing_hook(wake_dispatcher: AfterCommit | None) -> IngestHook:
+    """The ingest hook of delivery: route the new events to subscriptions and, only when that
+    created deliveries, tell the dispatchers — other processes by a NOTIFY sent at commit
+    (PostgreSQL), this process's dispatcher right after the commit."""
 
+    async def route(conn: AnyConnection, created: Sequence[StoredEvent]) -> AfterCommit | None:
+        if not await route_events(conn, created):
+            return None
+        await notify(conn)
+        return wake_dispatcher
 
-async def notify_new_work(conn: AnyConnection, created: Sequence[StoredEvent]) -> None:
-    """Ingest hook (PostgreSQL): wake dispatchers in other processes when this commits."""
-    if conn.dialect.name == "postgresql" and any(is_routable(e) for e in created):
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    return route
 
 
 async def notify(conn: AnyConnection) -> None:

@@ -14,7 +14,7 @@ from event_collector.auth.dependencies import (
     EventsRead,
     authenticate_events_write,
 )
-from event_collector.context import get_context
+from event_collector.context import AppContext, get_context
 from event_collector.events import service as event_service
 from event_collector.events.schemas import (
     ENTITY_TYPES,
@@ -27,44 +27,50 @@ from event_collector.events.schemas import (
 )
 from event_collector.events.writer import Outcome
 from event_collector.kit.errors import BadRequest
-from event_collector.kit.http import error_responses, json_response, read_json_body
-from event_collector.kit.raw_routes import RawRoute
+from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
+from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import parse_timestamp
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
+_TENANT_HEADER = TENANT_HEADER.encode()
 
 
-def _limits(request: Request) -> event_service.IngestLimits:
-    settings = get_context(request).settings
+def _limits(settings: Settings) -> event_service.IngestLimits:
     return event_service.IngestLimits(
         max_decoded_payload_bytes=settings.max_decoded_payload_bytes,
         max_batch_events=settings.max_batch_events,
     )
 
 
-async def _authenticated_body(request: Request, limit: int) -> tuple[str, bytes]:
+async def _authenticated_body(
+    request: RawRequest, context: AppContext, limit: int
+) -> tuple[str, bytes]:
     """The tenant of a request allowed to write events, and its raw JSON body."""
     principal = await authenticate_events_write.authenticate(
-        get_context(request).tokens,
-        request.headers.get("authorization"),
-        request.headers.get(TENANT_HEADER),
+        context.tokens, request.header(b"authorization"), request.header(_TENANT_HEADER)
     )
-    return principal.tenant, await read_json_body(request, limit)
+    return principal.tenant, await request.json_body(limit)
 
 
-async def create_event(request: Request) -> Response:
-    context = get_context(request)
-    tenant, body = await _authenticated_body(request, context.settings.max_body_bytes)
-    result = await event_service.ingest_event(context.writer, tenant, body, _limits(request))
+async def create_event(request: RawRequest) -> RawResponse:
+    context: AppContext = request.state.context
+    tenant, body = await _authenticated_body(request, context, context.settings.max_body_bytes)
+    result = await event_service.ingest_event(
+        context.writer, tenant, body, _limits(context.settings)
+    )
     status = 201 if result.outcome is Outcome.CREATED else 200
-    return json_response(result.event.to_api(), status)
+    return RawResponse.json(result.event.to_api(), status)
 
 
-async def create_events_batch(request: Request) -> Response:
-    context = get_context(request)
-    tenant, body = await _authenticated_body(request, context.settings.max_batch_body_bytes)
-    result = await event_service.ingest_batch(context.writer, tenant, body, _limits(request))
-    return json_response(result)
+async def create_events_batch(request: RawRequest) -> RawResponse:
+    context: AppContext = request.state.context
+    limit = context.settings.max_batch_body_bytes
+    tenant, body = await _authenticated_body(request, context, limit)
+    result = await event_service.ingest_batch(
+        context.writer, tenant, body, _limits(context.settings)
+    )
+    return RawResponse.json(result)
 
 
 def _ref(model: str) -> dict[str, str]:

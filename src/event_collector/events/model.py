@@ -90,7 +90,7 @@ class StoredEvent(EventData):
 
     @classmethod
     def from_new(cls, event: NewEvent, seq: int) -> StoredEvent:
-        return cls(seq=seq, **event.row())
+        return cls(seq=seq, **vars(event))
 
     def to_api(self) -> dict[str, Any]:
         return {

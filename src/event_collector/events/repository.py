@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pydantic_core import to_json
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -141,8 +141,12 @@ _SQLITE_INSERT = (
     f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) VALUES {{rows}} "
     "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
 )
-# The text SQLAlchemy's SQLite DATETIME stores, so UTCDateTime reads these rows back.
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DATETIME stores ("%Y-%m-%d %H:%M:%S.%f"), so UTCDateTime
+    reads these rows back."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _insert_new_sqlite(
@@ -156,7 +160,7 @@ def _insert_new_sqlite(
         parameters: list[object] = []
         for event in chunk:
             parameters += _driver_row(event)
-            parameters[-1] = event.received_at.astimezone(UTC).strftime(_SQLITE_DATETIME)
+            parameters[-1] = _sqlite_datetime(event.received_at)
         statement = _SQLITE_INSERT.format(rows=",".join([_SQLITE_ROW] * len(chunk)))
         for seq, tenant, event_id in driver.execute(statement, parameters).fetchall():
             inserted[(tenant, event_id)] = seq
@@ -198,7 +202,7 @@ def _driver_row(event: NewEvent) -> tuple[object, ...]:
         event.operation,
         event.entity_type,
         event.payload_entity_id,
-        None if event.key_attributes is None else json.dumps(event.key_attributes),
+        None if event.key_attributes is None else to_json(event.key_attributes).decode(),
         event.payload_b64,
         event.fault_b64,
         event.content_hash,

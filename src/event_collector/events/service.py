@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,11 +41,14 @@ def parse_event(body: bytes, limits: IngestLimits) -> EventIn:
         raise  # unreachable: raise_for_validation always raises
 
 
+@functools.lru_cache(maxsize=1024)
+def _ingested_counter(entity_type: str | None, operation: str, outcome: Outcome) -> Any:
+    return events_ingested.labels(entity_type or "NONE", operation, outcome.value)
+
+
 def _count(results: list[IngestResult]) -> None:
     for result in results:
-        events_ingested.labels(
-            result.event.entity_type or "NONE", result.event.operation, result.outcome.value
-        ).inc()
+        _ingested_counter(result.event.entity_type, result.event.operation, result.outcome).inc()
 
 
 async def ingest_event(

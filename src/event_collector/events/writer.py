@@ -28,14 +28,15 @@ from event_collector.kit.metrics import ingest_group_seconds, ingest_group_size
 
 logger = logging.getLogger(__name__)
 
-IngestHook = Callable[[AnyConnection, Sequence[StoredEvent]], Awaitable[None]]
-"""Called inside the ingest transaction with the events that were newly stored.
+AfterCommit = Callable[[], None]
+"""Run once a group's transaction committed (e.g. to wake the dispatcher); must not raise."""
+
+IngestHook = Callable[[AnyConnection, Sequence[StoredEvent]], Awaitable[AfterCommit | None]]
+"""Called inside the ingest transaction with the events that were newly stored; may return
+something to run after the commit.
 
 On SQLite the connection is an :class:`InlineConnection` whose awaits never suspend: a hook
 should only run queries on it, not wait for anything else."""
-
-AfterCommitHook = Callable[[Sequence[StoredEvent]], None]
-"""Called after the transaction committed (e.g. to wake the dispatcher); must not raise."""
 
 
 class Outcome(StrEnum):
@@ -62,13 +63,11 @@ class EventWriter:
         db: Database,
         *,
         hooks: Sequence[IngestHook] = (),
-        after_commit: Sequence[AfterCommitHook] = (),
         max_group_events: int = 2000,
         max_inflight_groups: int = 1,
     ) -> None:
         self._db = db
         self._hooks = list(hooks)
-        self._after_commit = list(after_commit)
         self._max_group_events = max_group_events
         self._max_flushers = max_inflight_groups
         self._pending: list[_Submission] = []
@@ -76,9 +75,6 @@ class EventWriter:
 
     def add_hook(self, hook: IngestHook) -> None:
         self._hooks.append(hook)
-
-    def add_after_commit(self, hook: AfterCommitHook) -> None:
-        self._after_commit.append(hook)
 
     async def submit(self, events: Sequence[NewEvent]) -> list[IngestResult]:
         """Store events (idempotently) and return one result per event, in order."""
@@ -102,7 +98,7 @@ class EventWriter:
             # Leave the set in the same step as the last look at _pending: a done-callback
             # would run a loop iteration later, and a request submitting in between would see
             # a flusher that has already stopped and wait for the next request to start one.
-            self._flushers.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._flushers.discard(asyncio.current_task())
 
     async def _flush_pending(self) -> None:
         while self._pending:
@@ -162,8 +158,9 @@ class EventWriter:
                 (stored.tenant, stored.id): stored
                 for stored in await repository.get_many_by_key(existing_keys)
             }
-            for hook in self._hooks:
-                await hook(conn, created)
+            after_commit = [
+                after for hook in self._hooks if (after := await hook(conn, created)) is not None
+            ]
         ingest_group_seconds.observe(time.perf_counter() - started)
 
         created_by_key = {(event.tenant, event.id): event for event in created}
@@ -186,9 +183,9 @@ class EventWriter:
                 per_request.append(IngestResult(outcome, stored))
             results.append(per_request)
 
-        for after in self._after_commit:
+        for after in after_commit:
             try:
-                after(created)
+                after()
             except Exception:
                 logger.exception("after-commit hook failed")
         return results

@@ -1,4 +1,4 @@
-"""HTTP plumbing: fast JSON responses, guarded body reading, the one error handler."""
+"""HTTP plumbing: fast JSON responses, the one error handler."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from event_collector.kit.errors import (
-    BadRequest,
     EventCollectorError,
     PayloadTooLarge,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 
@@ -53,26 +51,6 @@ def is_json_content_type(value: str | None) -> bool:
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
-
-
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The raw body of a JSON request, refusing wrong media types and oversized bodies early."""
-    if not is_json_content_type(request.headers.get("content-type")):
-        raise UnsupportedMediaType()
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise BadRequest("the request body is empty; send a JSON document")
-    return body
 
 
 def pydantic_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
@@ -131,12 +109,14 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+INTERNAL_ERROR_BODY = dumps(
+    {"error": "InternalError", "detail": "an unexpected error occurred; it has been logged"}
+)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return json_response(
-        {"error": "InternalError", "detail": "an unexpected error occurred; it has been logged"},
-        500,
-    )
+    return Response(INTERNAL_ERROR_BODY, 500, media_type="application/json")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,6 @@
-"""The one ASGI middleware: request id, metrics, and refusing non-JSON bodies early."""
+"""The request context every route gets: a request id, request metrics, and refusing non-JSON
+bodies early. :class:`RequestContextMiddleware` applies it to FastAPI's routes; the raw routes
+(:mod:`kit.raw_routes`) call the same functions directly."""
 
 from __future__ import annotations
 
@@ -15,19 +17,45 @@ from event_collector.kit.http import dumps, error_body, is_json_content_type
 from event_collector.kit.logging import request_id_var
 from event_collector.kit.metrics import http_latency, http_requests
 
-_BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Unique per process start and request, without a uuid4 (a syscall) per request.
 _request_ids = itertools.count()
 _request_id_prefix = secrets.token_hex(6)
 
 
-def _new_request_id() -> str:
+def request_id_from(headers: dict[bytes, bytes]) -> str:
+    """The caller's X-Request-ID (at most 64 characters), else a new one."""
+    given = headers.get(b"x-request-id")
+    if given:
+        return given.decode("latin-1")[:64]
     return f"{_request_id_prefix}{next(_request_ids):010x}"
 
 
 @functools.cache
 def _metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
     return http_requests.labels(method, route, str(status)), http_latency.labels(route)
+
+
+def record_request(method: str, route: str, status: int, started: float) -> None:
+    counter, latency = _metric_children(method, route, status)
+    counter.inc()
+    latency.observe(time.perf_counter() - started)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_json_media_type(content_type: bytes) -> bool:
+    return is_json_content_type(content_type.decode("latin-1"))
+
+
+def refuses_media_type(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    """A body sent to the API that is not JSON gets 415 before anything parses it."""
+    if scope["method"] not in _BODY_METHODS or not scope["path"].startswith("/api/"):
+        return False
+    has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or (
+        b"transfer-encoding" in headers
+    )
+    content_type = headers.get(b"content-type")
+    return has_body and not (content_type and _is_json_media_type(content_type))
 
 
 class RequestContextMiddleware:
@@ -39,7 +67,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or _new_request_id()
+        request_id = request_id_from(headers)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -53,9 +81,8 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if self._refuse_media_type(scope, headers):
-                error = UnsupportedMediaType()
-                body = dumps(error_body(error))
+            if refuses_media_type(scope, headers):
+                body = dumps(error_body(UnsupportedMediaType()))
                 await send_with_context(
                     {
                         "type": "http.response.start",
@@ -71,21 +98,5 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_context)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            counter, latency = _metric_children(scope["method"], template, status)
-            counter.inc()
-            latency.observe(time.perf_counter() - started)
+            record_request(scope["method"], getattr(route, "path", "unmatched"), status, started)
             request_id_var.reset(token)
-
-    @staticmethod
-    def _refuse_media_type(scope: Scope, headers: dict[bytes, bytes]) -> bool:
-        """A body sent to the API that is not JSON gets 415 before anything parses it."""
-        if scope["method"].encode() not in _BODY_METHODS or not scope["path"].startswith("/api/"):
-            return False
-        has_body = headers.get(b"content-length", b"0") not in (b"0", b"") or (
-            b"transfer-encoding" in headers
-        )
-        content_type = headers.get(b"content-type")
-        return has_body and not is_json_content_type(
-            content_type.decode("latin-1") if content_type else None
-        )

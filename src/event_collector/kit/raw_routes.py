@@ -1,29 +1,102 @@
 """Raw routes: the hot endpoints, served before FastAPI's routing and middleware stack.
 
-FastAPI's per-request machinery (its middleware stack, router, dependency resolution and body
-handling) costs more CPU than validating and storing an event. A :class:`RawRoute` is a plain
-``async (Request) -> Response`` handler that :class:`EventCollectorApp` dispatches straight from
-the ASGI call, wrapped only in our own :class:`RequestContextMiddleware` (request id, metrics,
-media-type check) and rendered through the same error handlers as every other route. Its
-OpenAPI operation is declared with it and merged into the generated document.
+FastAPI's per-request machinery (its middleware stack, router, dependency resolution, Starlette
+``Request``/``Response`` objects) costs more CPU than validating and storing an event. A
+:class:`RawRoute` is an ``async (RawRequest) -> RawResponse`` handler that
+:class:`EventCollectorApp` answers straight from the ASGI call: the headers are decoded once
+into a dict, the response goes out as two ASGI messages, and the request context (request id,
+media-type check, metrics, error bodies) is the same as every other route's
+(:mod:`kit.middleware`, :func:`kit.http.error_body`). Its OpenAPI operation is declared with it
+and merged into the generated document.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from event_collector.kit.errors import EventCollectorError
-from event_collector.kit.http import handle_app_error, handle_unexpected
-from event_collector.kit.middleware import RequestContextMiddleware
+from event_collector.kit.errors import (
+    BadRequest,
+    EventCollectorError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from event_collector.kit.http import INTERNAL_ERROR_BODY, dumps, error_body
+from event_collector.kit.logging import request_id_var
+from event_collector.kit.middleware import (
+    record_request,
+    refuses_media_type,
+    request_id_from,
+)
 
-RawHandler = Callable[[Request], Awaitable[Response]]
+logger = logging.getLogger(__name__)
+
+
+class RawRequest:
+    """What a raw handler sees: the app, the ASGI scope and the request headers (lower-case
+    names, as bytes)."""
+
+    __slots__ = ("_receive", "app", "headers", "scope")
+
+    def __init__(
+        self, app: FastAPI, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self.headers = headers
+        self._receive = receive
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    async def json_body(self, limit: int) -> bytes:
+        """The raw body (already known to be JSON by its media type), refusing oversized and
+        empty bodies; a declared length over the limit is refused before reading."""
+        declared = self.headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not body.strip():
+            raise BadRequest("the request body is empty; send a JSON document")
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    body: bytes
+    status: int = 200
+    headers: Mapping[str, str] | None = None
+
+    @classmethod
+    def json(cls, content: Any, status: int = 200) -> RawResponse:
+        return cls(dumps(content), status)
+
+
+RawHandler = Callable[[RawRequest], Awaitable[RawResponse]]
 
 
 @dataclass(frozen=True)
@@ -40,26 +113,57 @@ class EventCollectorApp(FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.raw_routes: dict[tuple[str, str], RawRoute] = {}
-        self._raw_stack = RequestContextMiddleware(self._serve_raw)
 
     def add_raw_route(self, route: RawRoute) -> None:
         self.raw_routes[(route.method, route.path)] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["method"], scope["path"]) in self.raw_routes:
-            scope["app"] = self
-            await self._raw_stack(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            route = self.raw_routes.get((scope["method"], scope["path"]))
+            if route is not None:
+                await self._serve_raw(route, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
-    async def _serve_raw(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.raw_routes[(scope["method"], scope["path"])]
+    async def _serve_raw(self, route: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
         scope["route"] = route
-        request = Request(scope, receive)
+        headers = dict(scope["headers"])
+        request_id = request_id_from(headers)
+        context_token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
         try:
-            response = await route.handler(request)
+            response = await self._respond(route, RawRequest(self, scope, receive, headers))
+            status = response.status
+            response_headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(response.body)),
+                (b"x-request-id", request_id.encode()),
+            ]
+            if response.headers:
+                response_headers += [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in response.headers.items()
+                ]
+            await send(
+                {"type": "http.response.start", "status": status, "headers": response_headers}
+            )
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            record_request(scope["method"], route.path, status, started)
+            request_id_var.reset(context_token)
+
+    async def _respond(self, route: RawRoute, request: RawRequest) -> RawResponse:
+        scope = request.scope
+        try:
+            if refuses_media_type(scope, request.headers):
+                raise UnsupportedMediaType()
+            return await route.handler(request)
         except EventCollectorError as exc:
-            response = await handle_app_error(request, exc)
-        except Exception as exc:
-            response = await handle_unexpected(request, exc)
-        await response(scope, receive, send)
+            if exc.status_code >= 500:
+                logger.error("request failed: %s %s: %s", scope["method"], route.path, exc.detail)
+            return RawResponse(dumps(error_body(exc)), exc.status_code, exc.headers)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope["method"], route.path)
+            return RawResponse(INTERNAL_ERROR_BODY, 500)

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 def isoformat_z(value: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` suffix, microsecond precision."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times cheaper than strftime (this runs for every event answered).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(value: str) -> datetime:
