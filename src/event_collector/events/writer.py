@@ -102,6 +102,10 @@ class EventWriter:
 
     async def _flush_pending(self) -> None:
         while self._pending:
+            # Let the requests already parsed and ready to run submit first: they join this
+            # group instead of waiting for the next one (groups of ~42 instead of ~31 under
+            # 64 connections, fewer per-group costs per event).
+            await asyncio.sleep(0)
             group = self._take_group()
             try:
                 results = await self._write(group)
