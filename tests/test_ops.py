@@ -34,6 +34,27 @@ async def test_metrics_count_requests_and_events(client, tenant) -> None:
     assert tenant.name not in text
 
 
+def _sample(text: str, prefix: str) -> float:
+    (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_request_latency_histogram_counts_each_request_once(client) -> None:
+    def count(text: str) -> float:
+        return _sample(text, 'ec_http_request_seconds_count{route="/healthz"}')
+
+    before = (await client.get("/metrics")).text
+    for _ in range(3):
+        await client.get("/healthz")
+    after = (await client.get("/metrics")).text
+    assert count(after) - count(before) == 3
+    # Buckets are cumulative: +Inf holds every observation.
+    assert _sample(after, 'ec_http_request_seconds_bucket{le="+Inf",route="/healthz"}') == count(
+        after
+    )
+    assert _sample(after, 'ec_http_requests_total{method="GET",route="/healthz",status="200"}') >= 3
+
+
 async def test_request_id_is_echoed(client) -> None:
     response = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"

@@ -8,14 +8,13 @@ import functools
 import itertools
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from event_collector.kit.errors import UnsupportedMediaType
 from event_collector.kit.http import dumps, error_body, is_json_content_type
 from event_collector.kit.logging import request_id_var
-from event_collector.kit.metrics import http_latency, http_requests
+from event_collector.kit.metrics import request_metrics
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Unique per process start and request, without a uuid4 (a syscall) per request.
@@ -31,15 +30,8 @@ def request_id_from(headers: dict[bytes, bytes]) -> str:
     return f"{_request_id_prefix}{next(_request_ids):010x}"
 
 
-@functools.cache
-def _metric_children(method: str, route: str, status: int) -> tuple[Any, Any]:
-    return http_requests.labels(method, route, str(status)), http_latency.labels(route)
-
-
 def record_request(method: str, route: str, status: int, started: float) -> None:
-    counter, latency = _metric_children(method, route, status)
-    counter.inc()
-    latency.observe(time.perf_counter() - started)
+    request_metrics.record(method, route, status, time.perf_counter() - started)
 
 
 @functools.lru_cache(maxsize=64)
