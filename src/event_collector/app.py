@@ -17,7 +17,6 @@ from event_collector.catalog import endpoints as catalog_endpoints
 from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.context import AppContext
 from event_collector.delivery import endpoints as delivery_endpoints
-from event_collector.delivery import service as delivery_service
 from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import route_events
 from event_collector.events import endpoints as event_endpoints
@@ -59,11 +58,10 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             max_inflight_groups=settings.inflight_ingest_groups,
         )
         secrets = SecretBox.from_key_dir(settings.key_dir)
+        # Delivery rows; on PostgreSQL it also NOTIFYs other processes' dispatchers.
         writer.add_hook(route_events)
         # The commerce read model commits with the events it learns from.
         writer.add_hook(apply_read_model)
-        # Wake dispatchers in other processes (PostgreSQL NOTIFY, sent at commit).
-        writer.add_hook(delivery_service.notify_new_work)
         dispatcher: Dispatcher | None = None
         if settings.dispatcher_enabled:
             dispatcher = Dispatcher(settings, db, secrets)

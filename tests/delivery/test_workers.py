@@ -141,7 +141,11 @@ async def test_several_dispatchers_deliver_every_message_exactly_once(
 
 @pytest.mark.usefixtures("postgres_only")
 async def test_listen_wakes_a_dispatcher_in_another_process(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, delivery_settings: Settings
+    dcontext: AppContext,
+    dclient: Any,
+    dtenant: TenantFixture,
+    delivery_settings: Settings,
+    webhook_receiver: WebhookReceiver,
 ) -> None:
     settings = delivery_settings.model_copy(update={"delivery_idle_poll_seconds": 60.0})
     db = Database.from_settings(settings)
@@ -154,7 +158,10 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
 
         await asyncio.sleep(0.5)  # let the LISTEN connection come up
         assert await listening()
-        # The ingest hook NOTIFYs in the event's transaction.
+        # Routing NOTIFYs in the event's transaction when it made delivery rows.
+        await create_subscription(
+            dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/listen")}
+        )
         await post_events(dclient, dtenant, 1)
         for _ in range(100):
             if worker.notifications:

@@ -7,8 +7,13 @@ One delivery row per (newly stored event, matching active subscription of the sa
 * CREATE / BULK_CREATE need ``subscribeCreate``, UPDATE / BULK_UPDATE ``subscribeChange``,
   DELETE ``subscribeDelete``; READ is never forwarded.
 
-It runs on the hot ingest path, once per group commit: events nothing could match cost no query;
-the rest cost one query for the group's tenants and one multi-row insert.
+It runs on the hot ingest path, once per group commit: events nothing could match cost no query.
+On PostgreSQL the rest cost one statement: the subscriptions are joined in SQL into the delivery
+insert, which also wakes the dispatchers of every process (``pg_notify``, delivered at commit)
+when it made rows. Routing reads the subscription table in the event's own statement, so a
+subscription committed (by any process) before an event is ingested routes that event; a cache
+would need invalidation across processes and leave a window, and saves no round trip here. On
+SQLite (writes run inline, a query costs no round trip) it is one lookup and one insert.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from event_collector.delivery.service import NOTIFY_CHANNEL
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import AnyConnection, utcnow
 from event_collector.models import delivery_table
 from event_collector.subscriptions.repository import SubscriptionRepository
 
-# operation → the subscription flag that lets it through (READ and anything else: never)
+# operation → the subscription flag (column) that lets it through (READ and anything else: never)
 _FLAG_BY_OPERATION: dict[str, str] = {
     "CREATE": "subscribe_create",
     "BULK_CREATE": "subscribe_create",
@@ -51,6 +57,16 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> N
     """The ingest hook: insert a pending delivery row per matching active subscription."""
     routable = [event for event in created if is_routable(event)]
     if not routable:
+        return
+    if conn.dialect.name == "postgresql":
+        targets = [
+            (event.tenant, event.seq, wanted, _FLAG_BY_OPERATION[event.operation])
+            for event in routable
+            for wanted in subscription_types_for(event.entity_type)  # type: ignore[arg-type]
+        ]
+        await SubscriptionRepository.from_connection(conn).insert_matching_deliveries(
+            targets, utcnow(), notify_channel=NOTIFY_CHANNEL
+        )
         return
     tenants = {event.tenant for event in routable}
     entity_types = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,12 +109,6 @@ def _human(period: timedelta) -> str:
 def is_routable(event: StoredEvent) -> bool:
     """Could this event have created delivery rows? (READ and untyped events never route.)"""
     return event.entity_type is not None and event.operation != "READ"
-
-
-async def notify_new_work(conn: AnyConnection, created: Sequence[StoredEvent]) -> None:
-    """Ingest hook (PostgreSQL): wake dispatchers in other processes when this commits."""
-    if conn.dialect.name == "postgresql" and any(is_routable(e) for e in created):
-        await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 async def notify(conn: AnyConnection) -> None:
