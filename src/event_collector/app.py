@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         )
         if dispatcher is not None:
             await dispatcher.start()
+        # What start-up built (modules, models, the engine, compiled schemas) lives as long as
+        # the process: take it out of the cyclic garbage collector's scans. Ingest allocates
+        # many short-lived objects per event, and every full collection walked those hundreds of
+        # thousands of permanent ones too: over a quarter of the CPU time per event of a batch.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
