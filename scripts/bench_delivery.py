@@ -143,7 +143,6 @@ async def steady(
     port: int,
 ) -> None:
     """Ingest at a steady rate through the EventWriter; report the sink's latencies."""
-    from event_collector.delivery import service as delivery_service
     from event_collector.delivery.dispatcher import Dispatcher
     from event_collector.delivery.routing import route_events
     from event_collector.events.model import NewEvent
@@ -152,8 +151,7 @@ async def steady(
     from event_collector.kit.db import utcnow
 
     writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
-    writer.add_hook(route_events)
-    writer.add_hook(delivery_service.notify_new_work)
+    writer.add_hook(route_events)  # on PostgreSQL it also NOTIFYs when it made rows
     dispatcher = Dispatcher(settings, db, secrets)
     writer.add_after_commit(dispatcher.after_commit)
     await dispatcher.start()

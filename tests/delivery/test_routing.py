@@ -9,10 +9,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from event_collector.app import create_app
 from event_collector.context import AppContext
 from event_collector.delivery.routing import route_events
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import utcnow
+from event_collector.kit.settings import Settings
 from event_collector.models import delivery_table, event_table
 from tests.conftest import TenantFixture
 from tests.factories import event_body
@@ -233,6 +235,28 @@ async def test_concurrent_requests_of_many_tenants_share_a_group(
     assert {r["subscription_id"] for r in rows_mine} == {mine}
     assert len(rows_theirs) == expected_theirs
     assert {r["subscription_id"] for r in rows_theirs} == {theirs}
+
+
+async def test_a_subscription_made_in_one_process_routes_the_next_event_of_another(
+    client, tenant: TenantFixture, context: AppContext, settings: Settings
+) -> None:
+    """Routing reads the subscriptions in the event's own transaction: nothing cached per
+    process, so an API process sees a subscription another one just created."""
+    other_process = create_app(settings)
+    async with other_process.router.lifespan_context(other_process):
+        transport = httpx.ASGITransport(app=other_process)
+        async with httpx.AsyncClient(transport=transport, base_url="http://other") as other:
+            # Warm the other process's routing path first: a cache would now hold "none".
+            before = await post_event(other, tenant, event_type="CUSTOMER")
+            subscription_id = await subscribe(client, tenant)
+            after = await post_event(other, tenant, event_type="CUSTOMER")
+            batch = [event_body(event_type="CUSTOMER") for _ in range(3)]
+            response = await other.post(EVENTS + "/batch", json=batch, headers=tenant.headers)
+            assert response.json()["created"] == 3, response.text
+    rows = await deliveries(context, tenant.name)
+    assert {r["event_id"] for r in rows} == {after, *(item["id"] for item in batch)}
+    assert before not in {r["event_id"] for r in rows}
+    assert {r["subscription_id"] for r in rows} == {subscription_id}
 
 
 async def test_hook_without_routable_events_queries_nothing() -> None:

@@ -147,9 +147,6 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
     delivery_settings: Settings,
     webhook_receiver: WebhookReceiver,
 ) -> None:
-    await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/listen")}
-    )
     settings = delivery_settings.model_copy(update={"delivery_idle_poll_seconds": 60.0})
     db = Database.from_settings(settings)
     worker = Dispatcher(settings, db, SecretBox.from_key_dir(settings.key_dir))
@@ -161,8 +158,11 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
 
         await asyncio.sleep(0.5)  # let the LISTEN connection come up
         assert await listening()
-        # Ingest that routes nothing wakes nobody; a routed event NOTIFYs at its commit.
-        await post_events(dclient, dtenant, 1, event_type="ORDER")
+        # Routing NOTIFYs in the event's transaction when it made delivery rows, only then.
+        await create_subscription(
+            dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/listen")}
+        )
+        await post_events(dclient, dtenant, 1, event_type="ORDER")  # the subscription: CUSTOMER
         await asyncio.sleep(0.3)
         assert worker.notifications == 0
         await post_events(dclient, dtenant, 1)

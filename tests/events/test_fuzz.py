@@ -8,7 +8,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from event_collector.events import service as event_service
+from event_collector.events.schemas import EventIn
 from tests.factories import event_body
 
 json_values = st.recursive(
@@ -98,3 +101,24 @@ async def test_batches_report_every_item(client, tenant, batch) -> None:
     results = response.json()["results"]
     assert [r["index"] for r in results] == list(range(len(batch)))
     assert {r["status"] for r in results} <= {"created", "duplicate", "conflict", "invalid"}
+
+
+@FUZZ
+@given(
+    batch=st.lists(mutated_events() | st.builds(event_body), min_size=1, max_size=5),
+    envelope=st.booleans(),
+)
+def test_whole_batch_validation_agrees_with_item_by_item(batch, envelope) -> None:
+    """The batch route validates a body in one pass when every item is valid, and item by item
+    otherwise: the one pass must accept exactly the batches whose every item is valid, and read
+    them the same."""
+    context = {"max_decoded_payload_bytes": 1024}
+    one_by_one: list[EventIn] | None = []
+    for item in batch:
+        try:
+            one_by_one.append(EventIn.model_validate(item, context=context))  # type: ignore[union-attr]
+        except ValidationError:
+            one_by_one = None
+            break
+    body = json.dumps({"events": batch} if envelope else batch).encode()
+    assert event_service._validate_whole(body, context) == one_by_one

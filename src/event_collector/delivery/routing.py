@@ -7,8 +7,13 @@ One delivery row per (newly stored event, matching active subscription of the sa
 * CREATE / BULK_CREATE need ``subscribeCreate``, UPDATE / BULK_UPDATE ``subscribeChange``,
   DELETE ``subscribeDelete``; READ is never forwarded.
 
-It runs on the hot ingest path, once per group commit: events nothing could match cost no query;
-the rest cost one query for the group's tenants and one multi-row insert.
+It runs on the hot ingest path, once per group commit: events nothing could match cost no query.
+On PostgreSQL the rest cost one statement: the subscriptions are joined in SQL into the delivery
+insert, which also wakes the dispatchers of every process (``pg_notify``, delivered at commit)
+when it made rows. Routing reads the subscription table in the event's own statement, so a
+subscription committed (by any process) before an event is ingested routes that event; a cache
+would need invalidation across processes and leave a window, and saves no round trip here. On
+SQLite (writes run inline, a query costs no round trip) it is one lookup and one insert.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from event_collector.delivery.service import NOTIFY_CHANNEL
 from event_collector.events.model import StoredEvent
+from event_collector.events.writer import AfterCommit, IngestHook
 from event_collector.kit.db import AnyConnection, utcnow
 from event_collector.models import delivery_table
 from event_collector.subscriptions.repository import SubscriptionRepository
 
-# operation → the subscription flag that lets it through (READ and anything else: never)
+# operation → the subscription flag (column) that lets it through (READ and anything else: never)
 _FLAG_BY_OPERATION: dict[str, str] = {
     "CREATE": "subscribe_create",
     "BULK_CREATE": "subscribe_create",
@@ -47,11 +54,32 @@ def is_routable(event: StoredEvent) -> bool:
     return event.entity_type is not None and event.operation in _FLAG_BY_OPERATION
 
 
-async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> int:
-    """Insert a pending delivery row per matching active subscription; return how many."""
+def routing_hook(wake_dispatcher: AfterCommit | None) -> IngestHook:
+    """The ingest hook of delivery: route the new events and, only when that made delivery
+    rows, wake this process's dispatcher once the group committed (other processes' are woken
+    by the NOTIFY the routing statement sends on PostgreSQL)."""
+
+    async def route(conn: AnyConnection, created: Sequence[StoredEvent]) -> AfterCommit | None:
+        return wake_dispatcher if await route_events(conn, created) else None
+
+    return route
+
+
+async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> bool:
+    """Insert a pending delivery row per matching active subscription; return whether it made
+    any."""
     routable = [event for event in created if is_routable(event)]
     if not routable:
-        return 0
+        return False
+    if conn.dialect.name == "postgresql":
+        targets = [
+            (event.tenant, event.seq, wanted, _FLAG_BY_OPERATION[event.operation])
+            for event in routable
+            for wanted in subscription_types_for(event.entity_type)  # type: ignore[arg-type]
+        ]
+        return await SubscriptionRepository.from_connection(conn).insert_matching_deliveries(
+            targets, utcnow(), notify_channel=NOTIFY_CHANNEL
+        )
     tenants = {event.tenant for event in routable}
     entity_types = {
         wanted
@@ -62,7 +90,7 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> i
         tenants, entity_types
     )
     if not subscriptions:
-        return 0
+        return False
 
     by_key: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for subscription in subscriptions:
@@ -78,7 +106,7 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> i
     ]
     if rows:
         await conn.execute(insert(delivery_table), rows)
-    return len(rows)
+    return bool(rows)
 
 
 def _delivery_row(event: StoredEvent, subscription_id: str, now: datetime) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,10 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.delivery import repository
 from event_collector.delivery.repository import AttemptRecord, ClaimedDelivery
-from event_collector.delivery.routing import route_events
 from event_collector.delivery.senders import Destination, SendResult
-from event_collector.events.model import StoredEvent
-from event_collector.events.writer import AfterCommit, IngestHook
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import AnyConnection
 from event_collector.kit.errors import BadRequest, NotFound
@@ -107,20 +103,6 @@ def _human(period: timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' if count != 1 else ''}"
     return f"{seconds} second{'s' if seconds != 1 else ''}"
-
-
-def routing_hook(wake_dispatcher: AfterCommit | None) -> IngestHook:
-    """The ingest hook of delivery: route the new events to subscriptions and, only when that
-    created deliveries, tell the dispatchers — other processes by a NOTIFY sent at commit
-    (PostgreSQL), this process's dispatcher right after the commit."""
-
-    async def route(conn: AnyConnection, created: Sequence[StoredEvent]) -> AfterCommit | None:
-        if not await route_events(conn, created):
-            return None
-        await notify(conn)
-        return wake_dispatcher
-
-    return route
 
 
 async def notify(conn: AnyConnection) -> None:

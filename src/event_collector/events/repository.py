@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy import Select, select, tuple_
@@ -179,15 +180,14 @@ _POSTGRES_INSERT = (
 async def _insert_new_postgres(
     conn: AsyncConnection, events: Sequence[NewEvent]
 ) -> dict[tuple[str, str], int]:
-    columns: list[list[object]] = [[] for _ in _INSERT_COLUMNS]
-    for event in events:
-        for column, value in zip(columns, _driver_row(event), strict=True):
-            column.append(value)
+    # One array per column: the rows transposed.
+    columns = tuple(map(list, zip(*map(_driver_row, events), strict=True)))
     # Through SQLAlchemy's DBAPI adapter, not the raw asyncpg connection: the adapter begins
     # the transaction lazily, at its first statement, so a statement sent to the raw connection
     # first would run (and commit) on its own, outside the group's transaction.
-    result = await conn.exec_driver_sql(_POSTGRES_INSERT, tuple(columns))
-    return {(row.tenant, row.id): row.seq for row in result}
+    result = await conn.exec_driver_sql(_POSTGRES_INSERT, columns)
+    rows: Sequence[Any] = result.fetchall()  # (seq, tenant, id) tuples
+    return {(tenant, event_id): seq for seq, tenant, event_id in rows}
 
 
 def _driver_row(event: NewEvent) -> tuple[object, ...]:

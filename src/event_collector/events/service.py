@@ -6,11 +6,12 @@ import base64
 import binascii
 import functools
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
@@ -47,8 +48,17 @@ def _ingested_counter(entity_type: str | None, operation: str, outcome: Outcome)
 
 
 def _count(results: list[IngestResult]) -> None:
-    for result in results:
+    # Counted per label set, not per event: a labelled increment costs microseconds (a lock and
+    # a label lookup), a noticeable share of a stored event's cost in a batch of 500.
+    if len(results) == 1:
+        (result,) = results
         _ingested_counter(result.event.entity_type, result.event.operation, result.outcome).inc()
+        return
+    counts = Counter(
+        (result.event.entity_type, result.event.operation, result.outcome) for result in results
+    )
+    for labels, count in counts.items():
+        _ingested_counter(*labels).inc(count)
 
 
 async def ingest_event(
@@ -68,13 +78,13 @@ async def ingest_batch(
     writer: EventWriter, tenant: str, body: bytes, limits: IngestLimits
 ) -> dict[str, Any]:
     """Store every valid event of a batch; report each item's fate in order."""
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
-    items = document.get("events") if isinstance(document, dict) else document
-    if not isinstance(items, list):
-        raise BadRequest('send a JSON array of events (or {"events": [...]})')
+    context = {"max_decoded_payload_bytes": limits.max_decoded_payload_bytes}
+    # Usually every item is valid: pydantic-core then parses and validates the whole body in one
+    # pass, without building a dict per item first. Otherwise the items are validated one by
+    # one from the parsed JSON, so that each invalid one is reported on its own.
+    items: list[EventIn] | list[Any] | None = _validate_whole(body, context)
+    if items is None:
+        items = _json_items(body)
     if len(items) > limits.max_batch_events:
         raise PayloadTooLarge(
             f"a batch holds at most {limits.max_batch_events} events; this one has {len(items)}"
@@ -82,29 +92,18 @@ async def ingest_batch(
     if not items:
         raise BadRequest("the batch is empty")
 
-    context = {"max_decoded_payload_bytes": limits.max_decoded_payload_bytes}
     received_at = utcnow()
     rows: list[dict[str, Any]] = []
     valid: list[tuple[int, NewEvent]] = []
     for index, item in enumerate(items):
-        try:
-            parsed = EventIn.model_validate(item, context=context)
-        except ValidationError as exc:
-            problems = pydantic_errors(exc)
-            first = problems[0]
-            where = ".".join(str(part) for part in first["loc"])
-            rows.append(
-                {
-                    "index": index,
-                    "id": item.get("id")
-                    if isinstance(item, dict) and isinstance(item.get("id"), str)
-                    else None,
-                    "status": "invalid",
-                    "error": f"{where}: {first['msg']}" if where else first["msg"],
-                    "errors": [{"loc": p["loc"], "msg": p["msg"]} for p in problems],
-                }
-            )
-            continue
+        if isinstance(item, EventIn):
+            parsed = item
+        else:
+            try:
+                parsed = EventIn.model_validate(item, context=context)
+            except ValidationError as exc:
+                rows.append(_invalid_item(index, item, exc))
+                continue
         event = NewEvent.from_input(tenant, parsed, received_at)
         valid.append((index, event))
         rows.append({"index": index, "id": event.id, "status": None})
@@ -124,6 +123,51 @@ async def ingest_batch(
     for row in rows:
         summary[row["status"]] += 1
     return {"results": rows, **summary}
+
+
+class _BatchEnvelope(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    events: list[EventIn]
+
+
+_BATCH_ARRAY = TypeAdapter(list[EventIn])
+
+
+def _validate_whole(body: bytes, context: dict[str, Any]) -> list[EventIn] | None:
+    """Every item of a batch body, when the body is well-formed and every item valid."""
+    try:
+        if body.lstrip()[:1] == b"{":
+            return _BatchEnvelope.model_validate_json(body, context=context).events
+        return _BATCH_ARRAY.validate_json(body, context=context)
+    except ValidationError:
+        return None
+
+
+def _json_items(body: bytes) -> list[Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    items = document.get("events") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise BadRequest('send a JSON array of events (or {"events": [...]})')
+    return items
+
+
+def _invalid_item(index: int, item: Any, exc: ValidationError) -> dict[str, Any]:
+    problems = pydantic_errors(exc)
+    first = problems[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return {
+        "index": index,
+        "id": item.get("id")
+        if isinstance(item, dict) and isinstance(item.get("id"), str)
+        else None,
+        "status": "invalid",
+        "error": f"{where}: {first['msg']}" if where else first["msg"],
+        "errors": [{"loc": p["loc"], "msg": p["msg"]} for p in problems],
+    }
 
 
 async def get_event(conn: AsyncConnection, tenant: str, event_id: str) -> StoredEvent:

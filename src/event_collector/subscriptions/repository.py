@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, true, tuple_, update
@@ -12,6 +13,27 @@ from event_collector.models import subscription_table
 
 _t = subscription_table
 _TENANT_CHUNK = 500
+
+# Tenant scoping: a target only ever joins its own tenant's subscriptions (s.tenant = t.tenant).
+# Data-modifying CTEs always run to completion, so LIMIT 1 only limits the notifications.
+_INSERT_MATCHING_DELIVERIES = """
+WITH routed AS (
+    INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts,
+                          next_attempt_at, created_at)
+    SELECT gen_random_uuid()::varchar, s.tenant, s.id, t.seq, 'pending', 0, $5, $5
+    FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[])
+        AS t(tenant, seq, entity_type, flag)
+    JOIN subscription AS s
+        ON s.tenant = t.tenant AND s.entity_type = t.entity_type AND s.active
+    WHERE CASE t.flag
+        WHEN 'subscribe_create' THEN s.subscribe_create
+        WHEN 'subscribe_change' THEN s.subscribe_change
+        WHEN 'subscribe_delete' THEN s.subscribe_delete
+    END
+    RETURNING 1
+)
+SELECT pg_notify($6, '') FROM (SELECT 1 FROM routed LIMIT 1) AS any_routed
+"""
 
 ROUTING_COLUMNS = (
     _t.c.tenant,
@@ -73,6 +95,29 @@ class SubscriptionRepository:
             )
             rows.extend((await self.conn.execute(statement)).all())
         return rows
+
+    async def insert_matching_deliveries(
+        self,
+        targets: Sequence[tuple[str, int, str, str]],
+        now: datetime,
+        *,
+        notify_channel: str,
+    ) -> bool:
+        """PostgreSQL: one pending delivery row per (target, matching active subscription);
+        whether it made any.
+
+        A target is (tenant, event seq, subscription entity type, flag column the operation
+        needs). One statement, so routing costs a group commit one round trip whatever matched;
+        it NOTIFYs ``notify_channel`` (at commit) when it made at least one row.
+        """
+        if not targets:
+            return False
+        tenants, seqs, entity_types, flags = (list(column) for column in zip(*targets, strict=True))
+        result = await self.conn.exec_driver_sql(
+            _INSERT_MATCHING_DELIVERIES,
+            (tenants, seqs, entity_types, flags, now, notify_channel),
+        )
+        return result.first() is not None
 
     async def sealed_secrets_after(self, after: tuple[str, str] | None, limit: int) -> list[Any]:
         """Every tenant's sealed secrets in (tenant, id) order: for re-sealing after a key
