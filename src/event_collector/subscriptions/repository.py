@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import insert, select, true, tuple_, update
 
-from event_collector.kit.db import AnyConnection
+from event_collector.kit.db import AnyConnection, InlineConnection
 from event_collector.models import subscription_table
 
 _t = subscription_table
@@ -88,6 +88,9 @@ class SubscriptionRepository:
         types = sorted(entity_types)
         for start in range(0, len(tenant_list), _TENANT_CHUNK):
             chunk = tenant_list[start : start + _TENANT_CHUNK]
+            if isinstance(self.conn, InlineConnection):
+                rows.extend(_active_for_routing_sqlite(self.conn, chunk, types))
+                continue
             statement = select(*ROUTING_COLUMNS).where(
                 _t.c.tenant.in_(chunk) if len(chunk) > 1 else _t.c.tenant == chunk[0],
                 _t.c.entity_type.in_(types) if len(types) > 1 else _t.c.entity_type == types[0],
@@ -140,3 +143,29 @@ class SubscriptionRepository:
             .values(secret_sealed=new)
         )
         return bool(result.rowcount)
+
+
+class RoutingSubscription(NamedTuple):
+    tenant: str
+    id: str
+    entity_type: str
+    subscribe_create: bool
+    subscribe_change: bool
+    subscribe_delete: bool
+
+
+def _active_for_routing_sqlite(
+    conn: InlineConnection, tenants: Sequence[str], entity_types: Sequence[str]
+) -> list[RoutingSubscription]:
+    """The SQLite routing lookup straight through the driver: it runs once per group commit on
+    the event loop, where building and compiling the SQLAlchemy statement cost ~10x the query."""
+    driver = conn.sync_connection.connection.driver_connection
+    assert driver is not None
+    statement = (
+        f"SELECT {', '.join(column.name for column in ROUTING_COLUMNS)} FROM {_t.name} "
+        f"WHERE tenant IN ({', '.join('?' * len(tenants))}) "
+        f"AND entity_type IN ({', '.join('?' * len(entity_types))}) AND active"
+    )
+    return [
+        RoutingSubscription(*row) for row in driver.execute(statement, [*tenants, *entity_types])
+    ]
