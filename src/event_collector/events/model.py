@@ -49,13 +49,14 @@ class NewEvent(EventData):
         payload = event.event_payload
         entity_id = event.entity_id if event.entity_id is not None else payload.entity_id
         payload_entity_id = payload.entity_id if payload.entity_id is not None else entity_id
-        event_type = event.event_type.value
+        # _value_ (a plain attribute) rather than .value (a descriptor): this runs per event.
+        event_type = event.event_type._value_
         fields = {
             "entity_id": entity_id,
             "entity_name": event.entity_name,
             "event_type": event_type,
-            "event_source": event.event_source.value if event.event_source else None,
-            "operation": payload.operation.value,
+            "event_source": event.event_source._value_ if event.event_source else None,
+            "operation": payload.operation._value_,
             "payload_entity_id": payload_entity_id,
             # Sorted, so a re-post listing the same attributes in another order is identical.
             "key_attributes": (

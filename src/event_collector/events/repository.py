@@ -147,7 +147,9 @@ _SQLITE_INSERT = (
 def _sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DATETIME stores ("%Y-%m-%d %H:%M:%S.%f"), so UTCDateTime
     reads these rows back."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 def _insert_new_sqlite(

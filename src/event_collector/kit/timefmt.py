@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 def isoformat_z(value: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` suffix, microsecond precision."""
     # isoformat is several times cheaper than strftime (this runs for every event answered).
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" → "Z"
 
 
 def parse_timestamp(value: str) -> datetime:
