@@ -94,7 +94,7 @@ async def test_server_generates_an_id_when_absent(client, tenant) -> None:
 
 
 async def test_enums_are_case_insensitive_and_stored_upper_case(client, tenant) -> None:
-    body = event_body(event_type="wishlist_item", operation="update")
+    body = event_body(event_type=" wishlist_item", operation="Update ")
     body["event_source"] = "serverless"
     stored = (await post(client, tenant, body)).json()
     assert (stored["event_type"], stored["event_source"]) == ("WISHLIST_ITEM", "SERVERLESS")

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -23,11 +22,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
+class _CaseInsensitive(StrEnum):
+    """Accepts any case and surrounding blanks ("order ", "Create"). pydantic-core validates the
+    canonical spelling itself and calls ``_missing_`` only for the rest, so the common case costs
+    no Python call per field and event."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            return cls.__members__.get(value.strip().upper())
+        return None
 
 
-class EventType(StrEnum):
+class EventType(_CaseInsensitive):
     ORDER = "ORDER"
     ORDER_ENTRY = "ORDER_ENTRY"
     CUSTOMER = "CUSTOMER"
@@ -50,14 +57,14 @@ class EventType(StrEnum):
     WARNING = "WARNING"
 
 
-class EventSource(StrEnum):
+class EventSource(_CaseInsensitive):
     SYSTEM = "SYSTEM"
     CONNECTOR = "CONNECTOR"
     APPLICATION = "APPLICATION"
     SERVERLESS = "SERVERLESS"
 
 
-class Operation(StrEnum):
+class Operation(_CaseInsensitive):
     CREATE = "CREATE"
     UPDATE = "UPDATE"
     DELETE = "DELETE"
@@ -146,7 +153,7 @@ class EventPayloadIn(BaseModel):
     key_attributes: KeyAttributes | None = Field(
         default=None, description="Customer-defined string attributes (e.g. correlationId)."
     )
-    operation: Annotated[Operation, BeforeValidator(_upper)]
+    operation: Operation
 
     _check_base64 = field_validator(
         "base64_encoded_payload_json", "base64_encoded_fault_json", mode="after"
@@ -161,8 +168,8 @@ class EventIn(BaseModel):
     id: EventId | None = Field(default=None, description="Unique per tenant; generated if absent.")
     entity_id: ShortText | None = None
     entity_name: ShortText | None = None
-    event_type: Annotated[EventType, BeforeValidator(_upper)]
-    event_source: Annotated[EventSource | None, BeforeValidator(_upper)] = None
+    event_type: EventType
+    event_source: EventSource | None = None
     event_payload: EventPayloadIn
 
 
