@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from event_collector.context import AppContext
+from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 from tests.conftest import TenantFixture
@@ -60,3 +61,48 @@ async def test_the_ingest_writer_replaces_a_connection_the_server_closed(
 
 def _plain_url(db: Database) -> str:
     return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
+    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the SQLite engine does not ping")
+    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
+    db = Database.from_settings(settings)
+    queries: list[str] = []
+    try:
+        async with db.read() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            raw.add_query_logger(lambda record: queries.append(record.query))
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert ";" not in queries, "a connection in use was pinged"
+        await asyncio.sleep(0.3)
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert ";" in queries, "an idle connection was not pinged"
+    finally:
+        await db.dispose()
+
+
+async def test_the_writer_keeps_its_connection_while_busy_and_renews_it_after_idling(
+    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the SQLite writer has its own connection handling")
+    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
+    db = Database.from_settings(settings)
+
+    async def writer_backend() -> int:
+        async with db.write_inline() as conn:
+            pid: int = await conn.scalar(text("SELECT pg_backend_pid()"))
+            return pid
+
+    try:
+        first = await writer_backend()
+        assert await writer_backend() == first
+        await asyncio.sleep(0.3)
+        assert await writer_backend() != first
+    finally:
+        await db.dispose()
