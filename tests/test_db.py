@@ -1,4 +1,4 @@
-"""kit.db on PostgreSQL: pooled connections are handed out alive without a ping per checkout."""
+"""kit.db on PostgreSQL: connections are handed out alive without a ping per use."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
+from event_collector.context import AppContext
+from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
+from tests.conftest import TenantFixture
+from tests.factories import event_body
 
 
 async def test_a_connection_the_server_closed_is_replaced_at_checkout(
@@ -21,9 +25,7 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
     try:
         async with db.read() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-        admin = await asyncpg.connect(
-            db.engine.url.set(drivername="postgresql").render_as_string(False)
-        )
+        admin = await asyncpg.connect(_plain_url(db))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:
@@ -31,5 +33,76 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
         await asyncio.sleep(0.2)  # the driver sees the socket close
         async with db.read() as conn:
             assert await conn.scalar(text("SELECT pg_backend_pid()")) != pid
+    finally:
+        await db.dispose()
+
+
+async def test_the_ingest_writer_replaces_a_connection_the_server_closed(
+    backend: str, client, tenant: TenantFixture, context: AppContext
+) -> None:
+    if backend != "postgres":
+        pytest.skip("server-side connection loss is a PostgreSQL matter")
+    first = await client.post("/api/v1/events", json=event_body(), headers=tenant.headers)
+    assert first.status_code == 201, first.text
+    admin = await asyncpg.connect(_plain_url(context.db))
+    try:
+        # Every other connection to this database: the writer's kept ones among them.
+        terminated = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert terminated >= 1
+    await asyncio.sleep(0.2)  # the driver sees the sockets close
+    again = await client.post("/api/v1/events", json=event_body(), headers=tenant.headers)
+    assert again.status_code == 201, again.text
+
+
+def _plain_url(db: Database) -> str:
+    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
+    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the SQLite engine does not ping")
+    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
+    db = Database.from_settings(settings)
+    queries: list[str] = []
+    try:
+        async with db.read() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            raw.add_query_logger(lambda record: queries.append(record.query))
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert ";" not in queries, "a connection in use was pinged"
+        await asyncio.sleep(0.3)
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        assert ";" in queries, "an idle connection was not pinged"
+    finally:
+        await db.dispose()
+
+
+async def test_the_writer_keeps_its_connection_while_busy_and_renews_it_after_idling(
+    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgres":
+        pytest.skip("the SQLite writer has its own connection handling")
+    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
+    db = Database.from_settings(settings)
+
+    async def writer_backend() -> int:
+        async with db.write_inline() as conn:
+            pid: int = await conn.scalar(text("SELECT pg_backend_pid()"))
+            return pid
+
+    try:
+        first = await writer_backend()
+        assert await writer_backend() == first
+        await asyncio.sleep(0.3)
+        assert await writer_backend() != first
     finally:
         await db.dispose()

@@ -204,6 +204,7 @@ def _driver_row(event: NewEvent) -> tuple[object, ...]:
         event.operation,
         event.entity_type,
         event.payload_entity_id,
+        # pydantic-core's encoder: a sixth of json.dumps's cost, per event of every group.
         None if event.key_attributes is None else to_json(event.key_attributes).decode(),
         event.payload_b64,
         event.fault_b64,
