@@ -70,8 +70,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # nothing asked: the server is misbehaving
@@ -205,13 +204,14 @@ class WebhookClient:
                     return connection, True
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if target.scheme == "https" else None
-        _, connection = await loop.create_connection(
+        transport, connection = await loop.create_connection(
             _Connection,
             target.address,
             target.port,
             ssl=tls,
             server_hostname=(target.tls_name or target.address) if tls else None,
         )
+        connection.transport = transport  # uvloop may call connection_made only later
         return connection, False
 
     def _release(self, target: Target, connection: _Connection) -> None:
