@@ -80,8 +80,13 @@ async def claim(
     limit: int,
     excluded: Iterable[DestinationKey] = (),
 ) -> list[ClaimedDelivery]:
-    """Lease up to ``limit`` due deliveries of active subscriptions (not ``excluded``)."""
-    query = (
+    """Lease up to ``limit`` due deliveries of active subscriptions (not ``excluded``), oldest
+    due first.
+
+    One UPDATE … RETURNING leases the rows; their events and subscriptions are then read once
+    each (a subscription has hundreds of the rows, an event one per matching subscription), so
+    no event or destination is decoded twice."""
+    due = (
         select(d.c.id)
         .select_from(_active_join())
         .where(_due(now), s.c.active.is_(True))
@@ -90,42 +95,56 @@ async def claim(
     )
     excluded = list(excluded)
     if excluded:
-        query = query.where(tuple_(d.c.tenant, d.c.subscription_id).not_in(excluded))
+        due = due.where(tuple_(d.c.tenant, d.c.subscription_id).not_in(excluded))
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=d)
-    ids = list((await conn.execute(query)).scalars())
-    if not ids:
+        due = due.with_for_update(skip_locked=True, of=d)
+    result = (
+        await conn.execute(
+            update(d)
+            .where(d.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_expires_at=lease_until)
+            .returning(
+                d.c.id,
+                d.c.tenant,
+                d.c.subscription_id,
+                d.c.attempts,
+                d.c.event_seq,
+                d.c.next_attempt_at,
+                d.c.created_at,
+            )
+        )
+    ).all()
+    if not result:
         return []
-    await conn.execute(
-        update(d).where(d.c.id.in_(ids)).values(lease_owner=owner, lease_expires_at=lease_until)
+    leased = sorted(result, key=lambda row: (row.next_attempt_at, row.created_at))
+    event_rows = await conn.execute(
+        select(*event_table.c).where(event_table.c.seq.in_({row.event_seq for row in leased}))
     )
-    rows = await conn.execute(
-        select(
-            d.c.id.label("delivery_id"),
-            d.c.attempts,
-            d.c.subscription_id,
-            s.c.destination_type,
-            s.c.destination,
-            s.c.secret_sealed,
-            *event_table.c,
+    events = {event.seq: event for event in map(StoredEvent.from_row, event_rows)}
+    subscriptions = {
+        (row.tenant, row.id): row
+        for row in await conn.execute(
+            select(
+                s.c.tenant, s.c.id, s.c.destination_type, s.c.destination, s.c.secret_sealed
+            ).where(tuple_(s.c.tenant, s.c.id).in_({(r.tenant, r.subscription_id) for r in leased}))
         )
-        .select_from(_active_join().join(event_table, event_table.c.seq == d.c.event_seq))
-        .where(d.c.id.in_(ids))
-        .order_by(d.c.next_attempt_at, d.c.created_at)
-    )
-    return [
-        ClaimedDelivery(
-            id=row.delivery_id,
-            tenant=row.tenant,
-            subscription_id=row.subscription_id,
-            attempts=row.attempts,
-            event=StoredEvent.from_row(row),
-            destination_type=row.destination_type,
-            destination=dict(row.destination or {}),
-            secret_sealed=row.secret_sealed,
+    }
+    claimed = []
+    for row in leased:
+        subscription = subscriptions[(row.tenant, row.subscription_id)]
+        claimed.append(
+            ClaimedDelivery(
+                id=row.id,
+                tenant=row.tenant,
+                subscription_id=row.subscription_id,
+                attempts=row.attempts,
+                event=events[row.event_seq],
+                destination_type=subscription.destination_type,
+                destination=subscription.destination or {},
+                secret_sealed=subscription.secret_sealed,
+            )
         )
-        for row in rows
-    ]
+    return claimed
 
 
 async def renew_leases(
@@ -213,11 +232,19 @@ async def record_attempts(conn: AnyConnection, records: Sequence[AttemptRecord])
         await conn.exec_driver_sql(_POSTGRES_UPDATE, parameters)
         await conn.exec_driver_sql(_POSTGRES_INSERT, parameters)
         return
+    stamps: dict[datetime, str] = {}  # a group's records share a few instants
+
+    def stamp(value: datetime) -> str:
+        text = stamps.get(value)
+        if text is None:
+            text = stamps[value] = sqlite_timestamp(value)
+        return text
+
     for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
         chunk = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
         flat: list[object] = []
         for r in chunk:
-            flat += _outcome_row(r, sqlite_timestamp)
+            flat += _outcome_row(r, stamp)
         rows = ",".join([_SQLITE_ROW] * len(chunk))
         await _exec_driver_sql(conn, _SQLITE_UPDATE.format(rows=rows), tuple(flat))
         await _exec_driver_sql(conn, _SQLITE_INSERT.format(rows=rows), tuple(flat))
