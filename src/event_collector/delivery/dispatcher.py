@@ -401,31 +401,32 @@ class Dispatcher:
     async def _lane_worker(self, lane: _Lane) -> None:
         breaker = self._breakers.setdefault(lane.key, _Breaker())
         low_water = self._lane_backlog() // 2
+        batches = lane.destination_type in ("SQS", "SNS")
         while lane.queue:
             delivery, destination, message = lane.queue.popleft()
             items = [(delivery, destination, message)]
-            if lane.destination_type in ("SQS", "SNS"):
-                while (
-                    lane.queue
-                    and len(items) < AWS_BATCH_ENTRIES
-                    and lane.queue[0][1] is destination
-                ):
-                    items.append(lane.queue.popleft())
+            while (
+                batches
+                and lane.queue
+                and len(items) < AWS_BATCH_ENTRIES
+                and lane.queue[0][1] is destination
+            ):
+                items.append(lane.queue.popleft())
             if not lane.low_signalled and len(lane.queue) <= low_water:
                 lane.low_signalled = True
                 self._wake.set()  # room for this destination in the next claim
-            deliveries = [d for d, _, _ in items]
             if isinstance(destination, SendResult):
-                self._finish_later(lane, deliveries, [destination] * len(deliveries))
+                self._finish_later(lane, [d for d, _, _ in items], [destination] * len(items))
                 continue
-            messages = [m for _, _, m in items]
-            if destination.type in ("SQS", "SNS"):
-                chunks = chunk_for_aws(messages)
-            else:
-                chunks = [[message] for message in messages]
-            by_id = {d.id: d for d in deliveries}
-            for chunk in chunks:
-                chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
+            if batches:
+                by_id = {d.id: d for d, _, _ in items}
+                chunks = [
+                    ([by_id[m.delivery_id] for m in chunk], chunk)
+                    for chunk in chunk_for_aws([m for _, _, m in items])
+                ]
+            else:  # a webhook: one delivery per request
+                chunks = [([delivery], [message])]
+            for chunk_deliveries, chunk in chunks:
                 if breaker.is_open(time.monotonic()) or self._stopping:
                     self._finish_later(lane, chunk_deliveries, None)
                     continue
@@ -467,14 +468,19 @@ class Dispatcher:
 
     def _update_breaker(self, breaker: _Breaker, results: Sequence[SendResult]) -> None:
         if any(r.ok for r in results):
-            breaker.failures = 0
-            breaker.open_until = 0.0
-        else:
-            breaker.failures += 1
-            if breaker.failures >= self.settings.delivery_breaker_failures:
-                breaker.open_until = (
-                    time.monotonic() + self.settings.delivery_breaker_cooldown_seconds
-                )
+            if breaker.failures or breaker.open_until:
+                breaker.failures = 0
+                breaker.open_until = 0.0
+                self._count_open_breakers()
+            return
+        breaker.failures += 1
+        if breaker.failures >= self.settings.delivery_breaker_failures:
+            breaker.open_until = time.monotonic() + self.settings.delivery_breaker_cooldown_seconds
+            self._count_open_breakers()
+
+    def _count_open_breakers(self) -> None:
+        """On a breaker's change and with the other metrics: not per send (it visits every
+        destination this process has sent to)."""
         now = time.monotonic()
         metrics.breakers_open.set(sum(1 for b in self._breakers.values() if b.is_open(now)))
 
@@ -550,6 +556,7 @@ class Dispatcher:
             depth, oldest = await repository.queue_stats(conn, now)
         metrics.queue_depth.set(depth)
         metrics.oldest_due_age.set((now - oldest).total_seconds() if oldest else 0.0)
+        self._count_open_breakers()
 
     async def _metrics_loop(self) -> None:
         while True:

@@ -147,6 +147,48 @@ async def claim(
     return claimed
 
 
+_SQLITE_INSERT_DELIVERY_ROW = "(?,?,?,?,'pending',0,?,?)"
+_SQLITE_INSERT_DELIVERIES = (
+    "INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts, "
+    "next_attempt_at, created_at) VALUES {rows}"
+)
+_POSTGRES_INSERT_DELIVERIES = (
+    "INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts, "
+    "next_attempt_at, created_at) "
+    "SELECT v.id, v.tenant, v.subscription_id, v.event_seq, 'pending', 0, $5, $5 "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[]) "
+    "AS v(id, tenant, subscription_id, event_seq)"
+)
+
+
+async def insert_deliveries(
+    conn: AnyConnection, deliveries: Sequence[tuple[str, str, str, int]], now: datetime
+) -> None:
+    """New pending deliveries, due ``now``: (id, tenant, subscription id, event seq) each.
+
+    On the ingest path (the routing hook), so straight to the driver in one multi-row
+    statement, like the event insert."""
+    if not deliveries:
+        return
+    if conn.dialect.name == "postgresql":
+        columns: tuple[list[object], ...] = ([], [], [], [])
+        for row in deliveries:
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        await conn.exec_driver_sql(_POSTGRES_INSERT_DELIVERIES, (*columns, now))
+        return
+    stamp = sqlite_timestamp(now)
+    rows_per_statement = 32_000 // 6
+    for start in range(0, len(deliveries), rows_per_statement):
+        chunk = deliveries[start : start + rows_per_statement]
+        parameters: list[object] = []
+        for row in chunk:
+            parameters += row
+            parameters += (stamp, stamp)
+        rows = ",".join([_SQLITE_INSERT_DELIVERY_ROW] * len(chunk))
+        await _exec_driver_sql(conn, _SQLITE_INSERT_DELIVERIES.format(rows=rows), tuple(parameters))
+
+
 async def renew_leases(
     conn: AsyncConnection, owner: str, ids: Sequence[str], lease_until: datetime
 ) -> None:

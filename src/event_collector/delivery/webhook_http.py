@@ -123,16 +123,21 @@ class _Connection(asyncio.Protocol):
         self._reason = b""
         self._retry_after = None
 
-    async def exchange(self, request: bytes) -> Response:
+    async def exchange(self, request: bytes, deadline: float) -> Response:
+        """Send ``request`` and wait for the answer until ``deadline`` (loop time)."""
         assert self.transport is not None
         self._start_answer()
         self._received = False
         self.reusable = False
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        # A timer on the waiter rather than asyncio.timeout(): cheaper, once per request.
+        timer = loop.call_at(deadline, self._fail, TimeoutError())
         try:
             self.transport.write(request)
             return await self._waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     @property
@@ -182,20 +187,22 @@ class WebhookClient:
         Raises ``TimeoutError`` past the deadline, ``OSError`` (connection refused, TLS,
         :class:`WebhookConnectionError`) when no complete answer came."""
         request = b"%s%scontent-length: %d\r\n\r\n%s" % (target.head, headers, len(body), body)
-        async with asyncio.timeout(self._timeout):
-            connection, reused = await self._acquire(target)
-            try:
-                response = await _exchange(connection, request)
-            except WebhookConnectionError:
-                if not reused or connection.received_anything:
-                    raise
-                # The server closed the idle connection as we reused it: one fresh try.
-                connection, _ = await self._acquire(target, fresh=True)
-                response = await _exchange(connection, request)
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        connection, reused = await self._acquire(target, deadline)
+        try:
+            response = await _exchange(connection, request, deadline)
+        except WebhookConnectionError:
+            if not reused or connection.received_anything:
+                raise
+            # The server closed the idle connection as we reused it: one fresh try.
+            connection, _ = await self._acquire(target, deadline, fresh=True)
+            response = await _exchange(connection, request, deadline)
         self._release(target, connection)
         return response
 
-    async def _acquire(self, target: Target, *, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def _acquire(
+        self, target: Target, deadline: float, *, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
         if not fresh:
             idle = self._idle.get(_key(target))
             while idle:
@@ -204,12 +211,15 @@ class WebhookClient:
                     return connection, True
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if target.scheme == "https" else None
-        transport, connection = await loop.create_connection(
-            _Connection,
-            target.address,
-            target.port,
-            ssl=tls,
-            server_hostname=(target.tls_name or target.address) if tls else None,
+        transport, connection = await asyncio.wait_for(
+            loop.create_connection(
+                _Connection,
+                target.address,
+                target.port,
+                ssl=tls,
+                server_hostname=(target.tls_name or target.address) if tls else None,
+            ),
+            max(deadline - loop.time(), 0),
         )
         connection.transport = transport  # uvloop may call connection_made only later
         return connection, False
@@ -236,9 +246,9 @@ class WebhookClient:
         await asyncio.sleep(0)  # let the transports close
 
 
-async def _exchange(connection: _Connection, request: bytes) -> Response:
+async def _exchange(connection: _Connection, request: bytes, deadline: float) -> Response:
     try:
-        return await connection.exchange(request)
+        return await connection.exchange(request, deadline)
     except BaseException:
         connection.close()  # a failure, timeout or cancellation mid-answer: the stream is lost
         raise

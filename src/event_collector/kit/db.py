@@ -58,13 +58,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# The text SQLAlchemy's SQLite DATETIME stores (naive UTC), for statements sent to the driver.
-SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
 def sqlite_timestamp(value: datetime) -> str:
-    """A UTC timestamp as UTCDateTime stores it on SQLite (reads back the same)."""
-    return value.astimezone(UTC).strftime(SQLITE_DATETIME_FORMAT)
+    """A UTC timestamp as UTCDateTime stores it on SQLite, for statements sent to the driver:
+    the text of SQLAlchemy's SQLite DATETIME, ``%Y-%m-%d %H:%M:%S.%f`` (naive UTC)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 JSONType = JSON().with_variant(JSON(none_as_null=True), "sqlite")
