@@ -7,8 +7,9 @@
 Creates the schema (migrations), a tenant, N webhook subscriptions pointing at a sink (uvicorn,
 separate process, answers 204 and records, per request, now - the event's ``received_at``).
 
-1. Baseline: bare aiohttp and bare httpx POSTs of a similar body to the same sink, at the
-   dispatcher's total concurrency (per-destination concurrency x subscriptions).
+1. Baseline: bare aiohttp, httpx and our webhook client (delivery/webhook_http.py) POSTs of a
+   similar body to the same sink, at the dispatcher's total concurrency (per-destination
+   concurrency x subscriptions).
 2. Backlog: inserts the events and their delivery rows directly, starts one Dispatcher and
    measures until every delivery is no longer pending. Prints deliveries/second.
 3. Steady rate (``--rate`` > 0): ingests events one at a time through the product's EventWriter
@@ -119,6 +120,25 @@ async def bare_clients(url: str, concurrency: int, count: int = 4000) -> dict[st
             await client.post(url, content=BODY, headers=headers)
 
         results["httpx"] = await run(via_httpx)
+    from event_collector.delivery.webhook_http import Target, WebhookClient
+
+    parsed = httpx.URL(url)
+    assert parsed.port is not None
+    target = Target(
+        "http",
+        parsed.host,
+        parsed.port,
+        None,
+        b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (parsed.raw_path, parsed.netloc),
+    )
+    client = WebhookClient(timeout=15)
+    lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+
+    async def via_webhook_client() -> None:
+        await client.post(target, lines, BODY)
+
+    results["event_collector webhook client"] = await run(via_webhook_client)
+    await client.close()
     return results
 
 
