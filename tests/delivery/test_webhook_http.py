@@ -331,3 +331,24 @@ def test_works_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(scenario()) == ([200, 200], 1)
+
+
+async def test_idle_connections_are_closed_after_a_while(
+    serve: Callable[[Answer], Awaitable[Server]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from event_collector.delivery import webhook_http
+
+    monkeypatch.setattr(webhook_http, "IDLE_SECONDS", 0.05)
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+    left, other = await serve(reply(ok)), await serve(reply(ok))
+    client = WebhookClient(timeout=5)
+    try:
+        await client.post(target(left.port), b"", b"{}")
+        (pooled,) = client._idle[("http", "127.0.0.1", left.port, None)]
+        await asyncio.sleep(0.1)
+        await client.post(target(other.port), b"", b"{}")  # releasing sweeps the pool
+        assert pooled.closed
+        assert ("http", "127.0.0.1", left.port, None) not in client._idle
+        assert len(client._idle[("http", "127.0.0.1", other.port, None)]) == 1
+    finally:
+        await client.close()

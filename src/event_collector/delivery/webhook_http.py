@@ -28,6 +28,8 @@ import httptools
 
 # Idle connections kept per destination address (more than the per-destination concurrency).
 MAX_IDLE_PER_KEY = 64
+# An idle connection is closed after this long (servers' own idle timeouts are often 5-60 s).
+IDLE_SECONDS = 15.0
 
 
 class WebhookConnectionError(ConnectionError):
@@ -66,6 +68,7 @@ class _Connection(asyncio.Protocol):
         self._reason = b""
         self._retry_after: bytes | None = None
         self.reusable = False
+        self.idle_since = 0.0
 
     # asyncio.Protocol
 
@@ -132,7 +135,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
         # A timer on the waiter rather than asyncio.timeout(): cheaper, once per request.
-        timer = loop.call_at(deadline, self._fail, TimeoutError())
+        timer = loop.call_at(deadline, self._time_out)
         try:
             self.transport.write(request)
             return await self._waiter
@@ -161,6 +164,9 @@ class _Connection(asyncio.Protocol):
         reason = f": {exc}" if exc else ""
         self._fail(WebhookConnectionError(f"connection closed before a complete answer{reason}"))
 
+    def _time_out(self) -> None:
+        self._fail(TimeoutError())
+
     def _fail(self, exc: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
@@ -178,6 +184,7 @@ class WebhookClient:
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._idle: dict[tuple[str, str, int, str | None], list[_Connection]] = {}
+        self._swept = 0.0
         self._tls: ssl.SSLContext | None = None
         self._closed = False
 
@@ -228,9 +235,25 @@ class WebhookClient:
         idle = self._idle.setdefault(_key(target), [])
         usable = connection.reusable and not connection.closed and not self._closed
         if usable and len(idle) < MAX_IDLE_PER_KEY:
+            connection.idle_since = now = asyncio.get_running_loop().time()
             idle.append(connection)
+            if now - self._swept > IDLE_SECONDS:
+                self._sweep(now)
         else:
             connection.close()
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle too long (those of destinations no longer sent to, too)."""
+        self._swept = now
+        for key, idle in list(self._idle.items()):
+            keep = [c for c in idle if not c.closed and now - c.idle_since <= IDLE_SECONDS]
+            for connection in idle:
+                if connection not in keep:
+                    connection.close()
+            if keep:
+                self._idle[key] = keep
+            else:
+                del self._idle[key]
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
