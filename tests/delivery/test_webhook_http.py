@@ -283,7 +283,11 @@ async def test_sender_puts_headers_credentials_and_signature_on_the_wire(
     message = OutgoingMessage("d-1", '{"é":1}', {}, "g")
     try:
         destination = Destination(
-            "t", "s", "WEBHOOK", {"url": url, "headers": {"X-Team": "blue"}}, secret
+            "t",
+            "s",
+            "WEBHOOK",
+            {"url": url, "headers": {"X-Team": "blue", "User-Agent": "mine/2"}},
+            secret,
         )
         (ok,) = await senders.send(destination, [message])
         assert ok.ok, ok.error
@@ -296,6 +300,8 @@ async def test_sender_puts_headers_credentials_and_signature_on_the_wire(
         assert headers[b"host"] == b"127.0.0.1:%d" % server.port
         assert headers[b"authorization"] == b"Basic " + base64.b64encode(b"user:p@ss")
         assert headers[b"X-Team"] == b"blue"
+        assert headers[b"User-Agent"] == b"mine/2"
+        assert b"user-agent" not in headers  # replaced, not sent twice
         assert headers[b"content-type"] == b"application/json"
         assert headers[b"webhook-id"] == b"d-1"
         assert headers[b"webhook-signature"].startswith(b"v1,")

@@ -127,7 +127,7 @@ def region_of(queue_url_or_arn: str) -> str:
 
 def signing_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_`` secret; ValueError when it is not base64."""
-    return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    return base64.b64decode(secret.removeprefix("whsec_"))
 
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -441,11 +441,13 @@ def _target(url: httpx.URL, pinned: str | None) -> Target:
 def _static_headers(destination: Destination) -> bytes | str:
     """The header lines every request to this destination carries, or why they cannot be sent."""
     custom = destination.config.get("headers") or {}
-    headers = {"user-agent": "event-collector-webhooks/1"}
+    headers = {}
     if isinstance(custom, dict):
-        headers.update(
-            {str(k): str(v) for k, v in custom.items() if str(k).lower() not in _RESERVED_HEADERS}
-        )
+        headers = {
+            str(k): str(v) for k, v in custom.items() if str(k).lower() not in _RESERVED_HEADERS
+        }
+    if not any(name.lower() == "user-agent" for name in headers):  # a custom one replaces ours
+        headers["user-agent"] = "event-collector-webhooks/1"
     headers["content-type"] = "application/json"
     return _header_lines(headers)
 
