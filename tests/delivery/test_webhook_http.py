@@ -195,6 +195,8 @@ async def test_failures_raise_and_never_pool_a_broken_connection(
     slow = await serve(silent)
     truncated = await serve(cut)
     garbage = await serve(reply(b"SMTP ready\r\n\r\n"))
+    # Two answers to one request: the first is taken, the connection is not reused.
+    doubled = await serve(reply(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n" * 2))
     client = WebhookClient(timeout=0.3)
     try:
         with pytest.raises(TimeoutError):
@@ -204,6 +206,9 @@ async def test_failures_raise_and_never_pool_a_broken_connection(
         with pytest.raises(ConnectionError, match="invalid HTTP answer"):
             await client.post(target(garbage.port), b"", b"{}")
         assert len(truncated.requests) == 1  # a fresh connection is not retried
+        for _ in range(2):
+            assert (await client.post(target(doubled.port), b"", b"{}")).status == 200
+        assert doubled.connections == 2
         with pytest.raises(ConnectionRefusedError):
             await client.post(target(_closed_port()), b"", b"{}")
         assert not any(client._idle.values())

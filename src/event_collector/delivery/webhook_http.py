@@ -76,7 +76,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # nothing asked: the server is misbehaving
+        if self._waiter is None or self._waiter.done():  # nothing asked: a misbehaving server
             self.close()
             return
         self._received = True
@@ -148,11 +148,13 @@ class _Connection(asyncio.Protocol):
         return self._received
 
     def _resolve(self, status: int) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            retry_after = self._retry_after.decode("latin-1") if self._retry_after else None
-            self._waiter.set_result(
-                Response(status, self._reason.decode("latin-1").strip(), retry_after)
-            )
+        if self._waiter is None or self._waiter.done():  # a second answer to one request
+            self.close()
+            return
+        retry_after = self._retry_after.decode("latin-1") if self._retry_after else None
+        self._waiter.set_result(
+            Response(status, self._reason.decode("latin-1").strip(), retry_after)
+        )
 
     def _ended(self, exc: Exception | None = None) -> None:
         if self._waiter is None or self._waiter.done():
