@@ -110,7 +110,7 @@ class _Recorder:
         self,
         db: Database,
         apply: Callable[[Any, list[_Outcome]], Awaitable[None]],
-        linger: float = 0.005,
+        linger: float = 0.02,
     ) -> None:
         self._db = db
         self._apply = apply
