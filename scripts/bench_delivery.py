@@ -7,8 +7,9 @@
 Creates the schema (migrations), a tenant, N webhook subscriptions pointing at a sink (uvicorn,
 separate process, answers 204 and records, per request, now - the event's ``received_at``).
 
-1. Baseline: bare aiohttp and bare httpx POSTs of a similar body to the same sink, at the
-   dispatcher's total concurrency (per-destination concurrency x subscriptions).
+1. Baseline: bare aiohttp, httpx and our webhook client (delivery/webhook_http.py) POSTs of a
+   similar body to the same sink, at the dispatcher's total concurrency (per-destination
+   concurrency x subscriptions).
 2. Backlog: inserts the events and their delivery rows directly, starts one Dispatcher and
    measures until every delivery is no longer pending. Prints deliveries/second.
 3. Steady rate (``--rate`` > 0): ingests events one at a time through the product's EventWriter
@@ -119,6 +120,25 @@ async def bare_clients(url: str, concurrency: int, count: int = 4000) -> dict[st
             await client.post(url, content=BODY, headers=headers)
 
         results["httpx"] = await run(via_httpx)
+    from event_collector.delivery.webhook_http import Target, WebhookClient
+
+    parsed = httpx.URL(url)
+    assert parsed.port is not None
+    target = Target(
+        "http",
+        parsed.host,
+        parsed.port,
+        None,
+        b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (parsed.raw_path, parsed.netloc),
+    )
+    ours = WebhookClient(timeout=15)
+    lines = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+
+    async def via_webhook_client() -> None:
+        await ours.post(target, lines, BODY)
+
+    results["event_collector webhook client"] = await run(via_webhook_client)
+    await ours.close()
     return results
 
 
@@ -144,16 +164,16 @@ async def steady(
 ) -> None:
     """Ingest at a steady rate through the EventWriter; report the sink's latencies."""
     from event_collector.delivery.dispatcher import Dispatcher
-    from event_collector.delivery.routing import route_events
+    from event_collector.delivery.routing import routing_hook
     from event_collector.events.model import NewEvent
     from event_collector.events.schemas import EventIn
     from event_collector.events.writer import EventWriter
     from event_collector.kit.db import utcnow
 
     writer = EventWriter(db, max_group_events=settings.ingest_group_max_events)
-    writer.add_hook(route_events)  # on PostgreSQL it also NOTIFYs when it made rows
     dispatcher = Dispatcher(settings, db, secrets)
-    writer.add_after_commit(dispatcher.after_commit)
+    # As serve wires it: NOTIFY (PostgreSQL) and wake the dispatcher when routing made rows.
+    writer.add_hook(routing_hook(dispatcher.wake))
     await dispatcher.start()
     await sink_stats(port, "/reset")
     total_events = int(args.rate * args.duration)
@@ -346,6 +366,7 @@ async def main(args: argparse.Namespace) -> None:
         )
         dispatcher = Dispatcher(settings, db, secrets)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await dispatcher.start()
         while True:
             async with db.read() as conn:
@@ -362,6 +383,7 @@ async def main(args: argparse.Namespace) -> None:
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         await dispatcher.stop()
         async with db.read() as conn:
             statuses: Any = (
@@ -373,7 +395,8 @@ async def main(args: argparse.Namespace) -> None:
             ).all()
         print(
             f"{total} deliveries ({args.events} events x {len(subs)} webhook subscriptions) "
-            f"in {elapsed:.2f}s = {total / elapsed:.0f} deliveries/s; "
+            f"in {elapsed:.2f}s = {total / elapsed:.0f} deliveries/s, "
+            f"{cpu / total * 1e6:.0f} CPU µs per delivery (this process); "
             f"statuses {dict(statuses)}; backend {db.engine.dialect.name}; "
             f"concurrency/destination {args.concurrency}"
         )

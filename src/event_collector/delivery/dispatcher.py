@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -69,9 +70,21 @@ class _Lane:
         default_factory=deque
     )
     more: asyncio.Event = field(default_factory=asyncio.Event)
-    recording: set[asyncio.Task[None]] = field(default_factory=set)
+    recording: set[asyncio.Future[None]] = field(default_factory=set)
     low_signalled: bool = False
     closed: bool = False
+
+
+_STATE_OF_OUTCOME = {"success": "delivered", "retry": "retry", "failed": "dead_letter"}
+
+
+@functools.cache
+def _outcome_metrics(destination_type: str, outcome: str) -> tuple[Any, Any]:
+    """The metric children of one (type, outcome): ``labels()`` costs more than ``inc()``."""
+    return (
+        metrics.deliveries.labels(destination_type, _STATE_OF_OUTCOME[outcome]),
+        metrics.attempt_latency.labels(destination_type, outcome),
+    )
 
 
 @dataclass(slots=True)
@@ -88,26 +101,35 @@ class _Pending:
 
 
 class _Recorder:
-    """Group commit for attempt outcomes: everything finished while one transaction runs is
-    written by the next one (like the EventWriter), so many small sends share a commit."""
+    """Group commit for attempt outcomes: everything finished while one transaction runs (or
+    within ``linger`` seconds) is written by the next one, so many small sends share a commit
+    and its per-statement costs."""
 
     def __init__(
-        self, db: Database, apply: Callable[[Any, list[_Outcome]], Awaitable[None]]
+        self,
+        db: Database,
+        apply: Callable[[Any, list[_Outcome]], Awaitable[None]],
+        linger: float = 0.02,
     ) -> None:
         self._db = db
         self._apply = apply
+        self._linger = linger
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def record(self, outcome: _Outcome) -> None:
+    def submit(self, outcome: _Outcome) -> asyncio.Future[None]:
+        """Queue an outcome; the future completes when it is committed (or failed to be)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(outcome, future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush_loop())
-        await future
+        return future
 
     async def _flush_loop(self) -> None:
         while self._pending:
+            # On SQLite a group is written without suspending (kit/db.py write_inline), so
+            # without this pause each group would hold only what finished in one loop turn.
+            await asyncio.sleep(self._linger)
             group, self._pending = self._pending, []
             try:
                 await self._write(group)
@@ -373,73 +395,86 @@ class Dispatcher:
     async def _lane_worker(self, lane: _Lane) -> None:
         breaker = self._breakers.setdefault(lane.key, _Breaker())
         low_water = self._lane_backlog() // 2
+        batches = lane.destination_type in ("SQS", "SNS")
         while lane.queue:
             delivery, destination, message = lane.queue.popleft()
             items = [(delivery, destination, message)]
-            if lane.destination_type in ("SQS", "SNS"):
-                while (
-                    lane.queue
-                    and len(items) < AWS_BATCH_ENTRIES
-                    and lane.queue[0][1] is destination
-                ):
-                    items.append(lane.queue.popleft())
+            while (
+                batches
+                and lane.queue
+                and len(items) < AWS_BATCH_ENTRIES
+                and lane.queue[0][1] is destination
+            ):
+                items.append(lane.queue.popleft())
             if not lane.low_signalled and len(lane.queue) <= low_water:
                 lane.low_signalled = True
                 self._wake.set()  # room for this destination in the next claim
-            deliveries = [d for d, _, _ in items]
             if isinstance(destination, SendResult):
-                await self._finish_later(lane, deliveries, [destination] * len(deliveries))
+                self._finish_later(lane, [d for d, _, _ in items], [destination] * len(items))
                 continue
-            messages = [m for _, _, m in items]
-            if destination.type in ("SQS", "SNS"):
-                chunks = chunk_for_aws(messages)
-            else:
-                chunks = [[message] for message in messages]
-            by_id = {d.id: d for d in deliveries}
-            for chunk in chunks:
-                chunk_deliveries = [by_id[m.delivery_id] for m in chunk]
+            if batches:
+                by_id = {d.id: d for d, _, _ in items}
+                chunks = [
+                    ([by_id[m.delivery_id] for m in chunk], chunk)
+                    for chunk in chunk_for_aws([m for _, _, m in items])
+                ]
+            else:  # a webhook: one delivery per request
+                chunks = [([delivery], [message])]
+            for chunk_deliveries, chunk in chunks:
                 if breaker.is_open(time.monotonic()) or self._stopping:
-                    await self._finish_later(lane, chunk_deliveries, None)
+                    self._finish_later(lane, chunk_deliveries, None)
                     continue
                 results = await self.senders.send(destination, chunk)
                 self._update_breaker(breaker, results)
                 # Recording happens outside the concurrency slot: the next send need not wait
                 # for this one's commit (outcomes are group-committed anyway).
-                await self._finish_later(lane, chunk_deliveries, results)
+                self._finish_later(lane, chunk_deliveries, results)
 
-    async def _finish_later(
+    def _finish_later(
         self,
         lane: _Lane,
         deliveries: list[ClaimedDelivery],
         results: Sequence[SendResult] | None,
     ) -> None:
-        async def record() -> None:
-            try:
-                if results is None:
-                    await self._release(deliveries, lane.destination_type)
-                else:
-                    await self._finish(lane.key, lane.destination_type, deliveries, results)
-            except Exception:
-                logger.exception("recording a %s delivery failed", lane.destination_type)
-            finally:
-                for delivery in deliveries:
-                    self._in_flight.discard(delivery.id)
-                metrics.in_flight.set(len(self._in_flight))
+        """Record the results (or, with None, give the leases back) without holding the lane:
+        outcomes go to the recorder's next group commit; the lane ends after they are written."""
+        if results is None:
+            future: asyncio.Future[None] = asyncio.ensure_future(
+                self._release(deliveries, lane.destination_type)
+            )
+        else:
+            future = self._recorder.submit(self._outcome(lane, deliveries, results))
 
-        task = asyncio.create_task(record())
-        lane.recording.add(task)
-        task.add_done_callback(lane.recording.discard)
+        def recorded(done: asyncio.Future[None]) -> None:
+            lane.recording.discard(done)
+            for delivery in deliveries:
+                self._in_flight.discard(delivery.id)
+            metrics.in_flight.set(len(self._in_flight))
+            if not done.cancelled() and done.exception() is not None:
+                logger.error(
+                    "recording a %s delivery failed",
+                    lane.destination_type,
+                    exc_info=done.exception(),
+                )
+
+        lane.recording.add(future)
+        future.add_done_callback(recorded)
 
     def _update_breaker(self, breaker: _Breaker, results: Sequence[SendResult]) -> None:
         if any(r.ok for r in results):
-            breaker.failures = 0
-            breaker.open_until = 0.0
-        else:
-            breaker.failures += 1
-            if breaker.failures >= self.settings.delivery_breaker_failures:
-                breaker.open_until = (
-                    time.monotonic() + self.settings.delivery_breaker_cooldown_seconds
-                )
+            if breaker.failures or breaker.open_until:
+                breaker.failures = 0
+                breaker.open_until = 0.0
+                self._count_open_breakers()
+            return
+        breaker.failures += 1
+        if breaker.failures >= self.settings.delivery_breaker_failures:
+            breaker.open_until = time.monotonic() + self.settings.delivery_breaker_cooldown_seconds
+            self._count_open_breakers()
+
+    def _count_open_breakers(self) -> None:
+        """On a breaker's change and with the other metrics: not per send (it visits every
+        destination this process has sent to)."""
         now = time.monotonic()
         metrics.breakers_open.set(sum(1 for b in self._breakers.values() if b.is_open(now)))
 
@@ -448,25 +483,19 @@ class Dispatcher:
             await repository.release(conn, self.owner, [d.id for d in deliveries])
         metrics.deliveries.labels(destination_type, "released").inc(len(deliveries))
 
-    async def _finish(
-        self,
-        key: DestinationKey,
-        destination_type: str,
-        deliveries: Sequence[ClaimedDelivery],
-        results: Sequence[SendResult],
-    ) -> None:
+    def _outcome(
+        self, lane: _Lane, deliveries: Sequence[ClaimedDelivery], results: Sequence[SendResult]
+    ) -> _Outcome:
         now = utcnow()
         records = [
             service.attempt_record(self.settings, delivery, result, now)
             for delivery, result in zip(deliveries, results, strict=True)
         ]
         for record, result in zip(records, results, strict=True):
-            state = {"success": "delivered", "retry": "retry", "failed": "dead_letter"}
-            metrics.deliveries.labels(destination_type, state[record.outcome]).inc()
-            metrics.attempt_latency.labels(destination_type, record.outcome).observe(
-                result.latency_ms / 1000
-            )
-        await self._recorder.record(_Outcome(key, destination_type, records))
+            counter, latency = _outcome_metrics(lane.destination_type, record.outcome)
+            counter.inc()
+            latency.observe(result.latency_ms / 1000)
+        return _Outcome(lane.key, lane.destination_type, records)
 
     async def _apply_outcomes(self, conn: Any, outcomes: list[_Outcome]) -> None:
         """Record a group of outcomes in one transaction: attempts, delivery states, and each
@@ -481,8 +510,7 @@ class Dispatcher:
                 healthy.add(outcome.key)
             else:
                 failing[outcome.key] = outcome.records[-1]
-        for key in sorted(healthy):
-            await repository.mark_subscription_healthy(conn, key)
+        await repository.mark_subscriptions_healthy(conn, sorted(healthy))
         for key, last in sorted(failing.items()):
             if key in healthy:
                 continue
@@ -522,6 +550,7 @@ class Dispatcher:
             depth, oldest = await repository.queue_stats(conn, now)
         metrics.queue_depth.set(depth)
         metrics.oldest_due_age.set((now - oldest).total_seconds() if oldest else 0.0)
+        self._count_open_breakers()
 
     async def _metrics_loop(self) -> None:
         while True:

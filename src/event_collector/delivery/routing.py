@@ -21,16 +21,13 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
-
+from event_collector.delivery import repository
 from event_collector.delivery.service import NOTIFY_CHANNEL
 from event_collector.events.model import StoredEvent
 from event_collector.events.writer import AfterCommit, IngestHook
 from event_collector.kit.db import AnyConnection, utcnow
-from event_collector.models import delivery_table
 from event_collector.subscriptions.repository import SubscriptionRepository
 
 # operation → the subscription flag (column) that lets it through (READ and anything else: never)
@@ -96,27 +93,13 @@ async def route_events(conn: AnyConnection, created: Sequence[StoredEvent]) -> b
     for subscription in subscriptions:
         by_key[(subscription.tenant, subscription.entity_type)].append(subscription)
 
-    now = utcnow()
     rows = [
-        _delivery_row(event, subscription.id, now)
+        (str(uuid.uuid4()), event.tenant, subscription.id, event.seq)
         for event in routable
         for wanted in subscription_types_for(event.entity_type)  # type: ignore[arg-type]
         for subscription in by_key.get((event.tenant, wanted), ())
         if getattr(subscription, _FLAG_BY_OPERATION[event.operation])
     ]
     if rows:
-        await conn.execute(insert(delivery_table), rows)
+        await repository.insert_deliveries(conn, rows, utcnow())
     return bool(rows)
-
-
-def _delivery_row(event: StoredEvent, subscription_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "tenant": event.tenant,
-        "subscription_id": subscription_id,
-        "event_seq": event.seq,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }

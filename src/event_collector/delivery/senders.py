@@ -17,19 +17,20 @@ import ipaddress
 import logging
 import socket
 import time
+import urllib.parse
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import httpx
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from event_collector.delivery.messages import OutgoingMessage
+from event_collector.delivery.webhook_http import Target, WebhookClient
 from event_collector.kit.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,10 @@ class Destination:
     type: str  # SQS | SNS | WEBHOOK
     config: dict[str, Any]
     secret: str | None = field(repr=False)
+    # Worked out at the first webhook send, kept for the claim's other deliveries: the static
+    # header lines (custom headers, content type) or why they are unusable, and the signing key.
+    webhook_headers: bytes | str | None = field(default=None, repr=False)
+    signing_key: bytes | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -85,9 +90,7 @@ class Destination:
 @dataclass(slots=True)
 class _PreparedURL:
     refusal: str | None
-    target: str
-    server_hostname: str | None
-    host: str | None  # the Host header when connecting to a pinned address
+    target: Target | None  # None when refused
     expires: float
 
 
@@ -122,12 +125,29 @@ def region_of(queue_url_or_arn: str) -> str:
     return "us-east-1"
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """Standard Webhooks v1 signature of ``{id}.{timestamp}.{body}``."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret; ValueError when it is not base64."""
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks v1 signature of ``{id}.{timestamp}.{body}`` (``secret``: a ``whsec_``
+    secret or its :func:`signing_key`)."""
+    key = signing_key(secret) if isinstance(secret, str) else secret
     signed = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
+
+
+def _header_lines(headers: dict[str, str]) -> bytes | str:
+    """``name: value\r\n`` lines, or why a header cannot be sent (the API refuses such headers;
+    rows written otherwise are checked here so nothing can split the request)."""
+    lines = []
+    for name, value in headers.items():
+        if not name or any(c in name for c in ":\r\n\0 \t") or any(c in value for c in "\r\n\0"):
+            return f"the custom header {name[:64]!r} is not a valid HTTP header"
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode()
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -146,12 +166,8 @@ def parse_retry_after(value: str | None) -> float | None:
 
 class Senders:
     """Shared clients: one aiobotocore client per (service, region, credentials, endpoint) and
-    one ``aiohttp.ClientSession`` (keep-alive pool, no cookie jar) for every webhook.
-
-    Webhooks go through aiohttp rather than httpx: in one run against a loopback sink answering
-    204, httpx 0.28 / httpcore 1.0 managed 180-430 requests/s and aiohttp 2,300-7,000 (its
-    connection pool walks every pooled connection, polling each socket, on every request; see
-    docs/delivery.md, "Performance"). aiohttp is already installed as aiobotocore's transport."""
+    one keep-alive pool for every webhook (:mod:`event_collector.delivery.webhook_http`; why
+    neither httpx nor aiohttp: docs/delivery.md, "Performance")."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -159,7 +175,7 @@ class Senders:
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str, str | None, str | None, str | None], Any] = {}
         self._client_lock = asyncio.Lock()
-        self._http: aiohttp.ClientSession | None = None  # created in the running loop
+        self._webhooks = WebhookClient(settings.delivery_http_timeout_seconds)
         self._aws_config = AioConfig(
             connect_timeout=settings.delivery_http_timeout_seconds,
             read_timeout=settings.delivery_http_timeout_seconds,
@@ -172,22 +188,7 @@ class Senders:
     async def close(self) -> None:
         await self._stack.aclose()
         self._clients.clear()
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    def _webhook_session(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            timeout = self._settings.delivery_http_timeout_seconds
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                # Never carry cookies from one tenant's endpoint to another request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"user-agent": "event-collector-webhooks/1"},
-                auto_decompress=False,
-            )
-        return self._http
+        await self._webhooks.close()
 
     async def send(
         self, destination: Destination, messages: Sequence[OutgoingMessage]
@@ -284,58 +285,44 @@ class Senders:
         prepared = self._prepared.get(url)
         if prepared is None or prepared.expires <= time.monotonic():
             prepared = await self._prepare(url)
-        if prepared.refusal:
-            refusal = prepared.refusal
+        if prepared.target is None:
+            refusal = prepared.refusal or "refused"
             return SendResult(False, error=refusal, permanent=not refusal.startswith("cannot"))
-        target, server_hostname = prepared.target, prepared.server_hostname
+        static = destination.webhook_headers
+        if static is None:
+            static = destination.webhook_headers = _static_headers(destination)
+        if isinstance(static, str):
+            return SendResult(False, error=static, permanent=True)
         body = message.body.encode()
         timestamp = int(time.time())
-        headers: dict[str, str] = {}
-        custom = destination.config.get("headers") or {}
-        if isinstance(custom, dict):
-            headers.update(
-                {
-                    str(k): str(v)
-                    for k, v in custom.items()
-                    if str(k).lower() not in _RESERVED_HEADERS
-                }
-            )
-        headers["content-type"] = "application/json"
-        if prepared.host:
-            headers["host"] = prepared.host
-        headers["webhook-id"] = message.delivery_id
-        headers["webhook-timestamp"] = str(timestamp)
+        headers = b"%swebhook-id: %s\r\nwebhook-timestamp: %d\r\n" % (
+            static,
+            message.delivery_id.encode(),
+            timestamp,
+        )
         if destination.secret:
-            try:
-                headers["webhook-signature"] = sign(
-                    destination.secret, message.delivery_id, timestamp, body
-                )
-            except ValueError:
-                return SendResult(
-                    False, error="the webhook secret is not valid base64", permanent=True
-                )
+            if destination.signing_key is None:
+                try:
+                    destination.signing_key = signing_key(destination.secret)
+                except ValueError:
+                    return SendResult(
+                        False, error="the webhook secret is not valid base64", permanent=True
+                    )
+            signature = sign(destination.signing_key, message.delivery_id, timestamp, body)
+            headers += b"webhook-signature: %s\r\n" % signature.encode()
         started = time.perf_counter()
         try:
-            async with self._webhook_session().post(
-                target,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                server_hostname=server_hostname,
-            ) as response:
-                await response.read()  # the connection goes back to the pool
-                status = response.status
-                reason = response.reason or ""
-                retry_after = response.headers.get("retry-after")
+            response = await self._webhooks.post(prepared.target, headers, body)
         except TimeoutError:
             return SendResult(False, error="timed out", latency_ms=_since(started))
-        except (aiohttp.ClientError, ValueError, OSError) as exc:
+        except (OSError, ValueError) as exc:
             return SendResult(
                 False,
                 error=truncate(f"connection failed: {type(exc).__name__}: {exc}"),
                 latency_ms=_since(started),
             )
         latency = _since(started)
+        status = response.status
         if 200 <= status < 300:
             return SendResult(True, latency_ms=latency, status_code=status)
         transient = status in (408, 429) or status >= 500
@@ -343,23 +330,17 @@ class Senders:
             False,
             latency_ms=latency,
             status_code=status,
-            error=truncate(f"HTTP {status} {reason}".strip()),
+            error=truncate(f"HTTP {status} {response.reason}".strip()),
             permanent=not transient,
-            retry_after=parse_retry_after(retry_after),
+            retry_after=parse_retry_after(response.retry_after),
         )
 
     async def _prepare(self, url: str) -> _PreparedURL:
         """Vet a webhook URL and work out where to connect; kept as long as the resolution it
         is based on (30 s), so a delivery does not re-parse and re-check its URL."""
         refusal, pinned = await self._vet(url)
-        target, server_hostname, host = url, None, None
-        if pinned and not refusal:
-            # Connect to the vetted address; Host and TLS (SNI, certificate) keep the name.
-            original = httpx.URL(url)
-            target = str(original.copy_with(host=pinned))
-            server_hostname = original.host
-            host = original.netloc.decode("ascii")
-        prepared = _PreparedURL(refusal, target, server_hostname, host, time.monotonic() + 30.0)
+        target = None if refusal else _target(httpx.URL(url), pinned)
+        prepared = _PreparedURL(refusal, target, time.monotonic() + 30.0)
         resolved = self._resolved.get(httpx.URL(url).host.lower()) if not refusal else None
         if resolved is not None:
             prepared.expires = min(prepared.expires, resolved[0])
@@ -445,6 +426,30 @@ def _address_allowed(
         except ValueError:
             continue  # a host name, matched before resolution
     return False
+
+
+def _target(url: httpx.URL, pinned: str | None) -> Target:
+    """Connect to the vetted address when pinned; ``Host`` and TLS keep the URL's name."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    head = b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (url.raw_path, url.netloc)
+    if url.userinfo:  # credentials in the URL: HTTP Basic, as clients do
+        credentials = urllib.parse.unquote_to_bytes(url.userinfo)
+        head += b"authorization: Basic %s\r\n" % base64.b64encode(credentials)
+    return Target(url.scheme, pinned or url.host, port, url.host if pinned else None, head)
+
+
+def _static_headers(destination: Destination) -> bytes | str:
+    """The header lines every request to this destination carries, or why they cannot be sent."""
+    custom = destination.config.get("headers") or {}
+    headers = {}
+    if isinstance(custom, dict):
+        headers = {
+            str(k): str(v) for k, v in custom.items() if str(k).lower() not in _RESERVED_HEADERS
+        }
+    if not any(name.lower() == "user-agent" for name in headers):  # a custom one replaces ours
+        headers["user-agent"] = "event-collector-webhooks/1"
+    headers["content-type"] = "application/json"
+    return _header_lines(headers)
 
 
 def _since(started: float) -> int:

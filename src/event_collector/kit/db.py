@@ -59,6 +59,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def sqlite_timestamp(value: datetime) -> str:
+    """A UTC timestamp as UTCDateTime stores it on SQLite, for statements sent to the driver:
+    the text of SQLAlchemy's SQLite DATETIME, ``%Y-%m-%d %H:%M:%S.%f`` (naive UTC)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 JSONType = JSON().with_variant(JSON(none_as_null=True), "sqlite")
 
 
