@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from event_collector.app import create_app
 from event_collector.auth import service as auth_service
 from event_collector.events.model import NewEvent, StoredEvent
@@ -123,18 +121,8 @@ async def measure(args: argparse.Namespace) -> None:
             async with context.db.write() as conn:
                 await auth_service.create_tenant(conn, tenant)
                 issued = await auth_service.create_client(conn, tenant)
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-                response = await http.post(
-                    "/oauth/token",
-                    data={
-                        "grant_type": "client_credentials",
-                        "client_id": issued.client_id,
-                        "client_secret": issued.client_secret,
-                    },
-                )
-                response.raise_for_status()
-                token = response.json()["access_token"]
+            issued_token = await context.tokens.issue(issued.client_id, issued.client_secret, None)
+            token = issued_token["access_token"]
             if args.immediate_writer:
                 context.writer = ImmediateWriter(context.db)
             client = Client(app, token, tenant, uuid.uuid4().hex[:6])

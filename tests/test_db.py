@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -63,46 +64,45 @@ def _plain_url(db: Database) -> str:
     return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
+@pytest.fixture
+async def quickly_idle_db(
     backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[Database]:
+    """A PostgreSQL Database whose connections count as idle after 0.2 s."""
     if backend != "postgres":
-        pytest.skip("the SQLite engine does not ping")
+        pytest.skip("SQLite connections are neither pinged nor renewed")
     monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
     db = Database.from_settings(settings)
+    yield db
+    await db.dispose()
+
+
+async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
+    quickly_idle_db: Database,
+) -> None:
+    db = quickly_idle_db
     queries: list[str] = []
-    try:
-        async with db.read() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            raw.add_query_logger(lambda record: queries.append(record.query))
-        async with db.read() as conn:
-            await conn.execute(text("SELECT 1"))
-        assert ";" not in queries, "a connection in use was pinged"
-        await asyncio.sleep(0.3)
-        async with db.read() as conn:
-            await conn.execute(text("SELECT 1"))
-        assert ";" in queries, "an idle connection was not pinged"
-    finally:
-        await db.dispose()
+    async with db.read() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        raw.add_query_logger(lambda record: queries.append(record.query))
+    async with db.read() as conn:
+        await conn.execute(text("SELECT 1"))
+    assert ";" not in queries, "a connection in use was pinged"
+    await asyncio.sleep(0.3)
+    async with db.read() as conn:
+        await conn.execute(text("SELECT 1"))
+    assert ";" in queries, "an idle connection was not pinged"
 
 
 async def test_the_writer_keeps_its_connection_while_busy_and_renews_it_after_idling(
-    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    quickly_idle_db: Database,
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("the SQLite writer has its own connection handling")
-    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
-    db = Database.from_settings(settings)
-
     async def writer_backend() -> int:
-        async with db.write_inline() as conn:
+        async with quickly_idle_db.write_inline() as conn:
             pid: int = await conn.scalar(text("SELECT pg_backend_pid()"))
             return pid
 
-    try:
-        first = await writer_backend()
-        assert await writer_backend() == first
-        await asyncio.sleep(0.3)
-        assert await writer_backend() != first
-    finally:
-        await db.dispose()
+    first = await writer_backend()
+    assert await writer_backend() == first
+    await asyncio.sleep(0.3)
+    assert await writer_backend() != first
