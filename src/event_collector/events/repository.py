@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
-from event_collector.kit.db import AnyConnection, InlineConnection
+from event_collector.kit.db import AnyConnection, InlineConnection, sqlite_timestamp
 from event_collector.models import event_table
 
 _ALL_COLUMNS = [event_table.c[name] for name in StoredEvent.__dataclass_fields__]
@@ -144,14 +144,6 @@ _SQLITE_INSERT = (
 )
 
 
-def _sqlite_datetime(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DATETIME stores ("%Y-%m-%d %H:%M:%S.%f"), so UTCDateTime
-    reads these rows back."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
-
-
 def _insert_new_sqlite(
     conn: InlineConnection, events: Sequence[NewEvent]
 ) -> dict[tuple[str, str], int]:
@@ -163,7 +155,7 @@ def _insert_new_sqlite(
         parameters: list[object] = []
         for event in chunk:
             parameters += _driver_row(event)
-            parameters[-1] = _sqlite_datetime(event.received_at)
+            parameters[-1] = sqlite_timestamp(event.received_at)
         statement = _SQLITE_INSERT.format(rows=",".join([_SQLITE_ROW] * len(chunk)))
         for seq, tenant, event_id in driver.execute(statement, parameters).fetchall():
             inserted[(tenant, event_id)] = seq

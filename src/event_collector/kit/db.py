@@ -62,7 +62,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 def sqlite_timestamp(value: datetime) -> str:
     """A UTC timestamp as UTCDateTime stores it on SQLite, for statements sent to the driver:
     the text of SQLAlchemy's SQLite DATETIME, ``%Y-%m-%d %H:%M:%S.%f`` (naive UTC)."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 JSONType = JSON().with_variant(JSON(none_as_null=True), "sqlite")
