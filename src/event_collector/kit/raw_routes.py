@@ -126,8 +126,6 @@ class EventCollectorApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _serve_raw(self, route: RawRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self
-        scope["route"] = route
         headers = dict(scope["headers"])
         request_id = request_id_from(headers)
         context_token = request_id_var.set(request_id)
