@@ -22,6 +22,10 @@ from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import routing_hook
 from event_collector.events import endpoints as event_endpoints
 from event_collector.events.writer import EventWriter
+from event_collector.jobs import endpoints as job_endpoints
+from event_collector.jobs.clock import load_clock
+from event_collector.jobs.runner import load_runner
+from event_collector.jobs.scheduler import Scheduler
 from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
@@ -65,6 +69,10 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         writer.add_hook(routing_hook(dispatcher.wake if dispatcher else None))
         # The commerce read model commits with the events it learns from.
         writer.add_hook(apply_read_model)
+        job_runner = load_runner(settings, db)
+        scheduler: Scheduler | None = None
+        if settings.scheduler_enabled:
+            scheduler = Scheduler(settings, db, job_runner, clock=load_clock(settings))
         app.state.context = AppContext(
             settings=settings,
             db=db,
@@ -72,9 +80,13 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             writer=writer,
             secrets=secrets,
             dispatcher=dispatcher,
+            job_runner=job_runner,
+            scheduler=scheduler,
         )
         if dispatcher is not None:
             await dispatcher.start()
+        if scheduler is not None:
+            await scheduler.start()
         # What start-up built (modules, models, the engine, compiled schemas, AWS service
         # models) lives as long as the process: take it out of the cyclic garbage collector's
         # scans. Ingest allocates many short-lived objects per event, and every full collection
@@ -88,6 +100,8 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
             await writer.drain()
             if dispatcher is not None:
                 await dispatcher.stop()
+            if scheduler is not None:
+                await scheduler.stop()
             await db.dispose()
 
     app = EventCollectorApp(
@@ -105,6 +119,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
     app.include_router(catalog_endpoints.router)
+    app.include_router(job_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

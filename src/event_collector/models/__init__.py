@@ -16,6 +16,7 @@ from event_collector.models.catalog import (
     wishlist_table,
 )
 from event_collector.models.event import event_table
+from event_collector.models.jobs import job_run_table, job_table
 from event_collector.models.subscription import (
     delivery_attempt_table,
     delivery_table,
@@ -29,6 +30,8 @@ __all__ = [
     "delivery_attempt_table",
     "delivery_table",
     "event_table",
+    "job_run_table",
+    "job_table",
     "oauth_client_table",
     "price_history_table",
     "price_table",
