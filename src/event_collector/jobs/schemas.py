@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 from event_collector.subscriptions.schemas import SubscriptionId
 
@@ -50,7 +57,7 @@ ItemCount = Annotated[
     Field(description="-1 = the whole wishlist, or at least 1."),
 ]
 Expression = Annotated[
-    str | None, BeforeValidator(_blank_is_absent), Field(default=None, max_length=256)
+    Annotated[str, StringConstraints(max_length=256)] | None, BeforeValidator(_blank_is_absent)
 ]
 _SCHEDULE = "A standard 5-field cron expression (minute hour day-of-month month day-of-week)."
 _EXPRESSION = (
@@ -69,7 +76,7 @@ _PARAMETERS = "`campaign_id`, `utm_medium` and any other keys (thresholds …)."
 class JobIn(BaseModel):
     """A job as a client creates it (POST /api/v1/jobs)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     id: JobId | None = Field(default=None, description="Generated (UUID) when absent.")
     deleted: bool = False
