@@ -136,6 +136,11 @@ class Scheduler:
         await self.start_claimable_runs()
         self.rounds += 1
 
+    async def wait_for_runs(self) -> None:
+        """Until the runs this scheduler started have ended (tests, the CLI)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
     # 1. fire ----------------------------------------------------------------------------------
 
     async def fire_due(self) -> int:
