@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from event_collector.auth import service as auth_service
+from event_collector.jobs.cli import jobs_app
+from event_collector.jobs.cli import scheduler as run_scheduler
 from event_collector.kit import migrate as migrations
 from event_collector.kit.db import Database
 from event_collector.kit.errors import EventCollectorError
@@ -27,6 +29,8 @@ tenant_app = typer.Typer(help="Administer tenants.", no_args_is_help=True)
 client_app = typer.Typer(help="Administer OAuth2 clients of a tenant.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(client_app, name="client")
+app.add_typer(jobs_app, name="jobs")
+app.command("scheduler")(run_scheduler)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +73,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (EC_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (EC_PORT).")] = None,
 ) -> None:
-    """Run the HTTP API and the delivery dispatcher (EC_DISPATCHER_ENABLED=false: API only)."""
+    """Run the HTTP API, the delivery dispatcher and the job scheduler (EC_*_ENABLED=false)."""
     import uvicorn
 
     from event_collector.app import create_app

@@ -70,14 +70,16 @@ async def test_create_get_update_delete_by_post(
     assert (local.weekday(), local.hour, local.minute) == (0, 9, 0)
     assert str(local.tzinfo) != "UTC"
     utc = datetime.fromisoformat(job["next_run_at"].replace("Z", "+00:00"))
-    assert utc == local.astimezone(UTC) and utc > datetime.now(UTC)
+    assert utc == local.astimezone(UTC)
+    assert utc > datetime.now(UTC)
     assert job["last_run"] is None
 
     again = await client.post(JOBS, json=body, headers=tenant.headers)
     assert again.status_code == 409
 
     fetched = await client.get(f"{JOBS}/{body['id']}", headers=tenant.headers)
-    assert fetched.status_code == 200 and fetched.json() == job
+    assert fetched.status_code == 200
+    assert fetched.json() == job
 
     # The seed's update shape: fields present replace, job_parameters merge key by key.
     update = {k: v for k, v in body.items() if k != "id"}
@@ -106,7 +108,8 @@ async def test_create_get_update_delete_by_post(
     assert partial.json()["scheduleExpression"] == "rate(15 minutes)"
 
     deleted = await client.post(f"{JOBS}/{body['id']}", headers=tenant.headers)
-    assert deleted.status_code == 204 and deleted.content == b""
+    assert deleted.status_code == 204
+    assert deleted.content == b""
     assert (await client.post(f"{JOBS}/{body['id']}", headers=tenant.headers)).status_code == 204
     assert (await client.delete(f"{JOBS}/{body['id']}", headers=tenant.headers)).status_code == 204
     gone = await client.get(f"{JOBS}/{body['id']}", headers=tenant.headers)
@@ -115,7 +118,8 @@ async def test_create_get_update_delete_by_post(
         f"{JOBS}/{body['id']}", params={"include_deleted": "true"}, headers=tenant.headers
     )
     assert shown.status_code == 200
-    assert shown.json()["deleted"] is True and shown.json()["next_run_at"] is None
+    assert shown.json()["deleted"] is True
+    assert shown.json()["next_run_at"] is None
     # A deleted job never runs.
     run = await client.post(f"{JOBS}/{body['id']}/run", headers=tenant.headers)
     assert run.status_code == 409
@@ -205,7 +209,8 @@ async def test_validation_names_the_field(
     response = await client.post(JOBS, json=seed_shaped(**changes), headers=tenant.headers)
     loc, detail = _problem(response)
     assert loc == [field]
-    assert field in detail and words in detail, detail
+    assert field in detail, detail
+    assert words in detail, detail
 
 
 @pytest.mark.parametrize(
@@ -291,7 +296,8 @@ async def test_runs_manual_and_dry(
     run_id = accepted.json()["run_id"]
     run = await client.get(f"{JOBS}/{job['id']}/runs/{run_id}", headers=tenant.headers)
     assert run.status_code == 200
-    assert run.json()["trigger"] == "manual" and run.json()["scheduled_for"] is None
+    assert run.json()["trigger"] == "manual"
+    assert run.json()["scheduled_for"] is None
     assert run.json()["status"] == "queued"
     fetched = await client.get(f"{JOBS}/{job['id']}", headers=tenant.headers)
     assert fetched.json()["last_run"]["id"] == run_id
@@ -318,7 +324,8 @@ async def test_tenant_isolation(
     assert theirs.status_code == 201
     await client.delete(f"{JOBS}/{job['id']}", headers=other_tenant.headers)
     mine = await client.get(f"{JOBS}/{job['id']}", headers=tenant.headers)
-    assert mine.status_code == 200 and mine.json()["deleted"] is False
+    assert mine.status_code == 200
+    assert mine.json()["deleted"] is False
 
     hidden = await _create(client, tenant)
     for method, path in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -76,9 +77,11 @@ def test_aws_day_of_month_and_year() -> None:
 
 def test_standard_cron_day_of_week_is_zero_based() -> None:
     monday = parse_schedule("0 12 * * 1").next_after(SUNDAY)
-    assert monday is not None and monday.strftime("%A") == "Monday"
+    assert monday is not None
+    assert monday.strftime("%A") == "Monday"
     sunday = parse_schedule("0 12 * * 0").next_after(SUNDAY - timedelta(seconds=1))
-    assert sunday is not None and sunday.strftime("%A") == "Sunday"
+    assert sunday is not None
+    assert sunday.strftime("%A") == "Sunday"
 
 
 def test_rates_are_aligned_on_the_epoch() -> None:
@@ -142,7 +145,7 @@ def test_hourly_job_fires_every_real_hour_on_dst_days(zone: str, day: date, hour
     fired = _occurrences("0 * * * *", zone, start, end)
     assert len(fired) == hours
     assert len(set(fired)) == hours
-    assert all(b - a == timedelta(hours=1) for a, b in zip(fired, fired[1:], strict=False))
+    assert all(b - a == timedelta(hours=1) for a, b in itertools.pairwise(fired))
 
 
 def test_latest_at_or_before() -> None:

@@ -4,6 +4,7 @@ changed schedule taking effect at once, failures recorded, takeover of a dead ow
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -250,7 +251,8 @@ async def test_deleted_or_inactive_jobs_never_run(db: Database, job_settings: Se
     assert await _runs(db, inactive["id"]) == []
     (failed,) = await _runs(db, queued_then_deleted["id"])
     assert failed["id"] == run["id"]
-    assert failed["status"] == "failed" and "deleted" in failed["error"]
+    assert failed["status"] == "failed"
+    assert "deleted" in failed["error"]
     assert runner.requests == []
 
 
@@ -280,14 +282,16 @@ async def test_a_dead_owners_run_is_taken_over_after_its_lease_and_finishes_once
     finally:
         await scheduler.stop()
     (row,) = await _runs(db, job["id"])
-    assert row["attempts"] == 2 and len(runner.requests) == 1
+    assert row["attempts"] == 2
+    assert len(runner.requests) == 1
     # The dead owner, back from the grave, cannot record a second end.
     async with db.write() as conn:
         assert not await JobRepository(conn).finish(
             run["id"], owner="dead", status="failed", now=utcnow(), counts=None, error="late"
         )
     (row,) = await _runs(db, job["id"])
-    assert row["status"] == "succeeded" and row["error"] is None
+    assert row["status"] == "succeeded"
+    assert row["error"] is None
 
 
 async def test_a_changed_schedule_wakes_the_scheduler_at_once(job_settings: Settings) -> None:
@@ -354,7 +358,7 @@ async def test_a_changed_schedule_wakes_the_scheduler_at_once(job_settings: Sett
 async def test_leases_are_renewed_while_a_run_lasts(db: Database, job_settings: Settings) -> None:
     """A run longer than its lease keeps it (the keeper renews), so nobody takes it over."""
     settings = job_settings.model_copy(update={"scheduler_lease_seconds": 0.6})
-    release = __import__("asyncio").Event()
+    release = asyncio.Event()
 
     async def slow(request: RunRequest) -> RunOutcome:
         await release.wait()
@@ -385,7 +389,8 @@ async def test_leases_are_renewed_while_a_run_lasts(db: Database, job_settings: 
     finally:
         await holder.stop()
     (run,) = await _runs(db, job["id"])
-    assert run["status"] == "succeeded" and run["attempts"] == 1
+    assert run["status"] == "succeeded"
+    assert run["attempts"] == 1
 
 
 async def test_claims_skip_runs_held_by_a_live_lease(db: Database) -> None:
@@ -399,7 +404,8 @@ async def test_claims_skip_runs_held_by_a_live_lease(db: Database) -> None:
         theirs = await JobRepository(conn).claim_runs_of_all_tenants(
             owner="b", now=now, until=now + timedelta(minutes=1), limit=5
         )
-    assert len(mine) == 1 and theirs == []
+    assert len(mine) == 1
+    assert theirs == []
     assert leases.new_owner() != leases.new_owner()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, false, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, false, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -158,26 +158,40 @@ class JobRepository:
         value: datetime | None = await self.conn.scalar(select(func.min(_job.c.next_run_at)))
         return value
 
-    async def earliest_lease_expiry_of_all_tenants(self, *, other_than: str) -> datetime | None:
-        """When the first unfinished run another owner holds becomes claimable again."""
+    async def earliest_lease_expiry_of_all_tenants(
+        self, *, other_than: str, now: datetime
+    ) -> datetime | None:
+        """When the first unfinished run another owner holds becomes claimable again (``now``
+        for one nobody holds: another scheduler may have claimed it since we looked)."""
         value: datetime | None = await self.conn.scalar(
-            select(func.min(_run.c.lease_until)).where(
-                _run.c.status.in_(UNFINISHED), _run.c.lease_owner != other_than
+            select(func.min(func.coalesce(_run.c.lease_until, now))).where(
+                _run.c.status.in_(UNFINISHED),
+                or_(_run.c.lease_owner.is_(None), _run.c.lease_owner != other_than),
             )
         )
         return value
 
     async def claim_runs_of_all_tenants(
-        self, *, owner: str, now: datetime, until: datetime, limit: int
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        limit: int,
+        run_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Lease unfinished runs nobody holds (queued, or running under an expired lease)."""
+        """Lease unfinished runs nobody holds (queued, or running under an expired lease);
+        only ``run_id`` when given."""
+        where: ColumnElement[bool] = _run.c.status.in_(UNFINISHED)
+        if run_id is not None:
+            where = and_(where, _run.c.id == run_id)
         rows = await leases.claim(
             self.conn,
             LEASED_RUNS,
             owner=owner,
             until=until,
             now=now,
-            where=_run.c.status.in_(UNFINISHED),
+            where=where,
             order_by=(_run.c.seq,),
             limit=limit,
         )

@@ -24,7 +24,7 @@ ProgressCallback = Callable[[int, int | None], None]
 """(done, total or None): how far a run got, for progress bars."""
 
 
-def _no_progress(done: int, total: int | None) -> None:
+def no_progress(done: int, total: int | None) -> None:
     return None
 
 
@@ -35,7 +35,7 @@ class RunRequest:
     run_id: str | None  # None for a dry run
     dry_run: bool
     now: datetime
-    progress: ProgressCallback = field(default=_no_progress, compare=False)
+    progress: ProgressCallback = field(default=no_progress, compare=False)
 
 
 @dataclass

@@ -35,10 +35,10 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from event_collector.jobs import metrics
+from event_collector.jobs import metrics, service
 from event_collector.jobs.clock import Clock, SystemClock
 from event_collector.jobs.repository import LEASED_RUNS, JobRepository
-from event_collector.jobs.runner import JobRunner, RunRequest
+from event_collector.jobs.runner import JobRunner, ProgressCallback, RunRequest, no_progress
 from event_collector.jobs.schedule import Schedule, ScheduleError
 from event_collector.jobs.service import JOBS_CHANNEL, can_run_on_schedule, job_schedule, new_run
 from event_collector.kit import leases
@@ -221,6 +221,33 @@ class Scheduler:
         if not self._stopping:
             self.waker.wake()  # a slot is free: claim what waits
 
+    async def run_now(self, tenant: str, job_id: str, progress: ProgressCallback) -> dict[str, Any]:
+        """Run a job in this process, now (`event-collector jobs run`): a manual run, leased
+        from the moment it is recorded, so no other scheduler takes it. Returns the ended run."""
+        now = utcnow()
+        async with self.db.write() as conn:
+            run = await service.request_run(conn, tenant, job_id, self.clock.now())
+            repository = JobRepository(conn)
+            (claimed,) = await repository.claim_runs_of_all_tenants(
+                owner=self.owner,
+                now=now,
+                until=now + timedelta(seconds=self.settings.scheduler_lease_seconds),
+                limit=1,
+                run_id=run["id"],
+            )
+            await repository.mark_started(run["id"], owner=self.owner, now=self.clock.now())
+        self._keeper.hold([run["id"]])
+        await self._keeper.start()
+        try:
+            await self._execute_run(claimed, progress)
+        finally:
+            self._keeper.drop([run["id"]])
+            await self._keeper.stop()
+        async with self.db.read() as conn:
+            ended = await JobRepository(conn).get_run(tenant, job_id, run["id"])
+        assert ended is not None
+        return ended
+
     async def _execute(self, run: dict[str, Any]) -> None:
         try:
             await self._execute_run(run)
@@ -230,7 +257,9 @@ class Scheduler:
             # The database failed us: the lease expires and the run is taken over.
             logger.exception("job run %s could not be executed or recorded", run["id"])
 
-    async def _execute_run(self, run: dict[str, Any]) -> None:
+    async def _execute_run(
+        self, run: dict[str, Any], progress: ProgressCallback = no_progress
+    ) -> None:
         started = time.monotonic()
         async with self.db.read() as conn:
             job = await JobRepository(conn).get_job(run["tenant"], run["job_id"])
@@ -253,6 +282,7 @@ class Scheduler:
                         run_id=run["id"],
                         dry_run=False,
                         now=self.clock.now(),
+                        progress=progress,
                     )
                 )
                 status, counts = "succeeded", outcome.counts
@@ -284,7 +314,7 @@ class Scheduler:
             repository = JobRepository(conn)
             next_occurrence = await repository.earliest_next_run_of_all_tenants()
             lease_expiry = await repository.earliest_lease_expiry_of_all_tenants(
-                other_than=self.owner
+                other_than=self.owner, now=utcnow()
             )
         waits = [self.settings.scheduler_idle_poll_seconds]
         if next_occurrence is not None:

@@ -1,0 +1,122 @@
+"""Operator commands for jobs: `event-collector scheduler`, `event-collector jobs list|run`.
+
+Wired into the `event-collector` command by ``cli.py`` (``jobs_app`` and ``scheduler``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from event_collector.jobs import service
+from event_collector.jobs.clock import load_clock
+from event_collector.jobs.repository import JobRepository
+from event_collector.jobs.runner import load_runner
+from event_collector.jobs.scheduler import Scheduler
+from event_collector.kit.db import Database
+
+jobs_app = typer.Typer(help="Inspect and run notification jobs.", no_args_is_help=True)
+
+
+def scheduler() -> None:
+    """Run only the job scheduler (scale-out: any number of them on one PostgreSQL)."""
+    from event_collector.cli import _run, _settings, err_console
+    from event_collector.kit.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def work(db: Database) -> None:
+        job_scheduler = Scheduler(
+            settings, db, load_runner(settings, db), clock=load_clock(settings)
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await job_scheduler.start()
+        err_console.print(f"job scheduler {job_scheduler.owner} running (Ctrl-C to stop)")
+        try:
+            await stop.wait()
+        finally:
+            await job_scheduler.stop()
+
+    _run(settings, work)
+
+
+@jobs_app.command("list")
+def list_jobs(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """List jobs (not deleted) with their next occurrence and last run."""
+    from event_collector.cli import _print_json, _run, _settings, console
+
+    async def work(db: Database) -> list[dict[str, Any]]:
+        async with db.read() as conn:
+            repository = JobRepository(conn)
+            rows = await repository.all_tenants_jobs(tenant)
+            shown = []
+            for row in rows:
+                last = await repository.last_runs(row["tenant"], [row["id"]])
+                shown.append(
+                    {"tenant": row["tenant"], **service.job_to_api(row, last.get(row["id"]))}
+                )
+            return shown
+
+    jobs = _run(_settings(), work)
+    if as_json:
+        _print_json(jobs)
+        return
+    table = Table("tenant", "id", "notification", "active", "schedule", "next run", "last run")
+    for job in jobs:
+        last = job["last_run"]
+        table.add_row(
+            job["tenant"],
+            job["id"],
+            job["notification"],
+            "yes" if job["is_active"] and job["is_scheduled"] else "no",
+            job["schedule_description"] or "",
+            f"{job['next_run_at']}\n{job['next_run_at_local']}" if job["next_run_at"] else "",
+            f"{last['status']} {last['finished_at'] or last['created_at']}" if last else "",
+        )
+    console.print(table)
+
+
+@jobs_app.command("run")
+def run_job(tenant: str, job_id: str) -> None:
+    """Run a job now, in this process (a manual run, recorded in its history)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from event_collector.cli import _run, _settings, console
+
+    settings = _settings()
+
+    async def work(db: Database) -> dict[str, Any]:
+        job_scheduler = Scheduler(
+            settings, db, load_runner(settings, db), clock=load_clock(settings)
+        )
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"running {job_id}", total=None)
+
+            def report(done: int, total: int | None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await job_scheduler.run_now(tenant, job_id, report)
+
+    run = _run(settings, work)
+    counts = ", ".join(f"{key} {value}" for key, value in (run["counts"] or {}).items())
+    console.print(f"run {run['id']}: {run['status']}" + (f" ({counts})" if counts else ""))
+    if run["status"] != "succeeded":
+        console.print(f"[red]error:[/] {run['error']}", highlight=False)
+        raise typer.Exit(1)
