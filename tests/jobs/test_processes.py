@@ -9,13 +9,14 @@ it executes in files, and can hold a run until the test releases it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,10 @@ class SchedulerProcesses:
 
 
 @pytest.fixture
-def processes_dir(tmp_path: Path) -> Iterator[Path]:
+def processes_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "runs"
     directory.mkdir()
-    yield directory
+    return directory
 
 
 async def _runs(context: AppContext) -> list[dict[str, Any]]:
@@ -168,7 +169,7 @@ async def test_three_schedulers_run_every_occurrence_exactly_once(
         occurrences = sorted(r["scheduled_for"] for r in runs if r["job_id"] == job_id)
         # One run per occurrence, every minute of the schedulers' clock, none left out.
         assert len(set(occurrences)) == len(occurrences)
-        gaps = {later - earlier for earlier, later in zip(occurrences, occurrences[1:])}
+        gaps = {later - earlier for earlier, later in itertools.pairwise(occurrences)}
         assert gaps == {timedelta(minutes=1)}, occurrences
     for run in runs:
         if run["status"] == "succeeded":
