@@ -56,3 +56,10 @@ def _append(path: Path, line: str) -> None:
     # One write of a short line to a file opened for appending: whole, whatever the writers.
     with path.open("a") as file:
         file.write(line + "\n")
+
+
+def failing_runner(settings: Settings, db: Database) -> JobRunner:
+    async def run(request: RunRequest) -> RunOutcome:
+        raise RuntimeError("the template is gone")
+
+    return run

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import pytest_asyncio
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from event_collector.app import create_app
@@ -96,6 +97,21 @@ async def _next_run_at(db: Database, job_id: str) -> datetime | None:
         return value
 
 
+def _metric_samples() -> dict[str, float]:
+    def sample(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    return {
+        "coalesced": sample("ec_job_occurrences_total", {"action": "coalesced"}),
+        "fired": sample("ec_job_occurrences_total", {"action": "fired"}),
+        "succeeded": sample(
+            "ec_job_runs_total", {"notification": "REMINDER", "outcome": "succeeded"}
+        ),
+        "lag_count": sample("ec_job_scheduler_lag_seconds_count"),
+        "lag_sum": sample("ec_job_scheduler_lag_seconds_sum"),
+    }
+
+
 async def _step_through(
     scheduler: Scheduler, clock: ManualClock, start: datetime, end: datetime, step: timedelta
 ) -> None:
@@ -153,10 +169,17 @@ async def test_missed_occurrences_coalesce_into_one_run(
     job = await _create_job(db, start, schedule="*/5 * * * *")
     assert await _next_run_at(db, job["id"]) == start + timedelta(minutes=5)
     scheduler = Scheduler(job_settings, db, RecordingRunner(), clock=clock)
+    before = _metric_samples()
     # Down for an hour: twelve occurrences missed, one run for the latest of them.
     clock.set(start + timedelta(hours=1, minutes=2))
     await scheduler.run_once()
     await scheduler.wait_for_runs()
+    after = _metric_samples()
+    assert after["coalesced"] - before["coalesced"] == 11
+    assert after["fired"] - before["fired"] == 1
+    assert after["succeeded"] - before["succeeded"] == 1
+    assert after["lag_count"] - before["lag_count"] == 1
+    assert after["lag_sum"] - before["lag_sum"] == 120.0  # started 2 minutes after 13:00
     runs = await _runs(db, job["id"])
     assert [run["scheduled_for"] for run in runs] == [start + timedelta(hours=1)]
     assert runs[0]["status"] == "succeeded"

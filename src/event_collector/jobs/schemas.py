@@ -35,9 +35,12 @@ def _check_notification(value: str) -> str:
     return value
 
 
+MAX_ITEMS_IN_EMAIL = 1000
+
+
 def _check_item_count(value: int) -> int:
-    if value == 0 or value < -1:
-        raise ValueError("must be -1 (the whole wishlist) or at least 1")
+    if value == 0 or value < -1 or value > MAX_ITEMS_IN_EMAIL:
+        raise ValueError(f"must be -1 (the whole wishlist) or 1 to {MAX_ITEMS_IN_EMAIL}")
     return value
 
 
@@ -54,11 +57,16 @@ Notification = Annotated[
 ItemCount = Annotated[
     int,
     AfterValidator(_check_item_count),
-    Field(description="-1 = the whole wishlist, or at least 1."),
+    Field(description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}."),
 ]
+# No control characters (PostgreSQL text cannot hold NUL).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 Expression = Annotated[
-    Annotated[str, StringConstraints(max_length=256)] | None, BeforeValidator(_blank_is_absent)
+    Annotated[str, StringConstraints(max_length=256, pattern=_PRINTABLE)] | None,
+    BeforeValidator(_blank_is_absent),
 ]
+TemplateId = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
+TimeZone = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]
 _SCHEDULE = "A standard 5-field cron expression (minute hour day-of-month month day-of-week)."
 _EXPRESSION = (
     "Optional; wins over `schedule` when present: a 5-field cron expression, AWS style "
@@ -87,8 +95,8 @@ class JobIn(BaseModel):
     number_of_items_in_email: ItemCount = -1
     schedule: Expression = Field(default=None, description=_SCHEDULE)
     scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: str = Field(default="UTC", max_length=64, description=_TIMEZONE)
-    template_id: str | None = Field(default=None, max_length=255, description=_TEMPLATE)
+    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE)
+    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 
 class JobUpdate(BaseModel):
@@ -108,8 +116,8 @@ class JobUpdate(BaseModel):
     number_of_items_in_email: ItemCount | None = None
     schedule: Expression = Field(default=None, description=_SCHEDULE)
     scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: str | None = Field(default=None, max_length=64, description=_TIMEZONE)
-    template_id: str | None = Field(default=None, max_length=255, description=_TEMPLATE)
+    timezone: TimeZone | None = Field(default=None, description=_TIMEZONE)
+    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------
