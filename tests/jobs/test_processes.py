@@ -163,7 +163,6 @@ async def test_three_schedulers_run_every_occurrence_exactly_once(
     started = Counter(line[0] for line in schedulers.lines("started.log"))
     finished = Counter(line[0] for line in schedulers.lines("finished.log"))
     assert started, "nothing ran"
-    assert set(started.values()) == {1}, "a run was started twice"
     assert set(finished.values()) == {1}, "a run was executed twice"
     for job_id in job_ids:
         occurrences = sorted(r["scheduled_for"] for r in runs if r["job_id"] == job_id)
@@ -171,10 +170,14 @@ async def test_three_schedulers_run_every_occurrence_exactly_once(
         assert len(set(occurrences)) == len(occurrences)
         gaps = {later - earlier for earlier, later in itertools.pairwise(occurrences)}
         assert gaps == {timedelta(minutes=1)}, occurrences
-    for run in runs:
-        if run["status"] == "succeeded":
-            assert finished[run["id"]] == 1
-            assert run["attempts"] == 1
+    succeeded = [run for run in runs if run["status"] == "succeeded"]
+    assert len(succeeded) >= 9
+    for run in succeeded:
+        # (A run stopped by the final SIGTERM may have been started again by a scheduler
+        # still running; runs that ended were started once.)
+        assert started[run["id"]] == 1
+        assert finished[run["id"]] == 1
+        assert run["attempts"] == 1
 
 
 async def test_sigkill_of_the_process_holding_a_run_is_taken_over_and_finishes_once(

@@ -446,3 +446,33 @@ async def test_update_keeps_a_due_occurrence_unless_timing_changes(
     async with db.write() as conn:
         await service.update_job(conn, TENANT, job["id"], JobUpdate(schedule="0 * * * *"), later)
     assert await _next_run_at(db, job["id"]) == start + timedelta(hours=1)
+
+
+async def test_the_scheduler_inside_serve_executes_a_requested_run(job_settings: Settings) -> None:
+    app = create_app(job_settings.model_copy(update={"scheduler_enabled": True}))
+    async with app.router.lifespan_context(app):
+        context: AppContext = app.state.context
+        assert context.scheduler is not None
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            tenant = await make_tenant(context, client)
+            created = await client.post(
+                "/api/v1/jobs",
+                json={"notification": "LOW_STOCK", "template_id": "d", "schedule": "0 0 1 1 *"},
+                headers=tenant.headers,
+            )
+            job_id = created.json()["id"]
+            accepted = await client.post(f"/api/v1/jobs/{job_id}/run", headers=tenant.headers)
+            assert accepted.status_code == 202
+            run_url = f"/api/v1/jobs/{job_id}/runs/{accepted.json()['run_id']}"
+
+            async def succeeded() -> bool:
+                run = await client.get(run_url, headers=tenant.headers)
+                return bool(run.json()["status"] == "succeeded")
+
+            # Woken by the request: well before its idle poll (60 s).
+            await wait_for(succeeded, 10, "the requested run to be executed")
+            run = (await client.get(run_url, headers=tenant.headers)).json()
+            assert run["trigger"] == "manual"
+            assert run["started_at"] is not None
+            assert run["finished_at"] is not None
