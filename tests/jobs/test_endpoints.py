@@ -383,3 +383,21 @@ async def test_malformed_bodies_are_400(client: httpx.AsyncClient, tenant: Tenan
     assert not_object.status_code == 400
     missing = await client.post(JOBS, json={"schedule": "* * * * *"}, headers=tenant.headers)
     assert _problem(missing)[0] == ["notification"]
+
+
+async def test_seed_shaped_create_with_deleted_true_stores_a_deleted_job(
+    client: httpx.AsyncClient, tenant: TenantFixture
+) -> None:
+    body = seed_shaped(deleted=True)
+    created = await client.post(JOBS, json=body, headers=tenant.headers)
+    assert created.status_code == 201
+    assert created.json()["deleted"] is True
+    assert created.json()["next_run_at"] is None  # never runs
+    assert (await client.get(f"{JOBS}/{body['id']}", headers=tenant.headers)).status_code == 404
+    listed = await client.get(JOBS, headers=tenant.headers)
+    assert body["id"] not in [item["id"] for item in listed.json()["items"]]
+    restored = await client.put(
+        f"{JOBS}/{body['id']}", json={"deleted": False}, headers=tenant.headers
+    )
+    assert restored.status_code == 200
+    assert restored.json()["next_run_at"] is not None

@@ -137,7 +137,7 @@ class Scheduler:
         self.rounds += 1
 
     async def wait_for_runs(self) -> None:
-        """Until the runs this scheduler started have ended (tests, the CLI)."""
+        """Until the runs this scheduler started have ended (for tests driving `run_once`)."""
         while self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
