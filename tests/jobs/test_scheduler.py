@@ -476,3 +476,35 @@ async def test_the_scheduler_inside_serve_executes_a_requested_run(job_settings:
             assert run["trigger"] == "manual"
             assert run["started_at"] is not None
             assert run["finished_at"] is not None
+
+
+async def test_a_job_runs_once_at_a_time(db: Database, job_settings: Settings) -> None:
+    release = asyncio.Event()
+    executed: list[str] = []
+
+    async def held(request: RunRequest) -> RunOutcome:
+        executed.append(request.run_id or "")
+        await release.wait()
+        return RunOutcome(counts={"considered": 0})
+
+    now = utcnow()
+    job = await _create_job(db, now, schedule="0 0 1 1 *")
+    async with db.write() as conn:
+        first = await service.request_run(conn, TENANT, job["id"], now)
+        second = await service.request_run(conn, TENANT, job["id"], now)
+    scheduler = Scheduler(job_settings, db, held)
+    rival = Scheduler(job_settings, db, RecordingRunner())
+    await scheduler.run_once()
+    await rival.run_once()
+    statuses = {run["id"]: run["status"] for run in await _runs(db, job["id"])}
+    assert statuses == {first["id"]: "running", second["id"]: "queued"}
+    # Waiting for its sibling, the queued run is nobody's to poll for.
+    assert await rival._seconds_until_next_work() > 10
+    release.set()
+    await scheduler.wait_for_runs()
+    await scheduler.run_once()
+    await scheduler.wait_for_runs()
+    runs = await _runs(db, job["id"])
+    assert [run["status"] for run in runs] == ["succeeded", "succeeded"]
+    assert executed == [first["id"], second["id"]]
+    assert runs[1]["started_at"] >= runs[0]["finished_at"]

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, false, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
@@ -34,6 +45,19 @@ async def _insert_unless_duplicate(
     statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
     result = await conn.execute(statement)
     return bool(result.rowcount)
+
+
+def _no_live_sibling(now: datetime) -> ColumnElement[bool]:
+    """No other run of the same job is running under a live lease: a job runs once at a time
+    (two runs evaluating the same customers at once would race to send them the same items)."""
+    sibling = _run.alias("sibling")
+    return ~exists().where(
+        sibling.c.tenant == _run.c.tenant,
+        sibling.c.job_id == _run.c.job_id,
+        sibling.c.id != _run.c.id,
+        sibling.c.status == "running",
+        sibling.c.lease_until >= now,
+    )
 
 
 def _as_dict(row: Row[Any] | None) -> dict[str, Any] | None:
@@ -167,6 +191,8 @@ class JobRepository:
             select(func.min(func.coalesce(_run.c.lease_until, now))).where(
                 _run.c.status.in_(UNFINISHED),
                 or_(_run.c.lease_owner.is_(None), _run.c.lease_owner != other_than),
+                # A run waiting for its job's running one: whoever finishes that takes it.
+                _no_live_sibling(now),
             )
         )
         return value
@@ -180,11 +206,13 @@ class JobRepository:
         limit: int,
         run_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Lease unfinished runs nobody holds (queued, or running under an expired lease);
-        only ``run_id`` when given."""
+        """Lease unfinished runs nobody holds (queued, or running under an expired lease) of
+        jobs with no run in progress; only ``run_id`` (whatever else runs) when given."""
         where: ColumnElement[bool] = _run.c.status.in_(UNFINISHED)
         if run_id is not None:
             where = and_(where, _run.c.id == run_id)
+        else:
+            where = and_(where, _no_live_sibling(now))
         rows = await leases.claim(
             self.conn,
             LEASED_RUNS,

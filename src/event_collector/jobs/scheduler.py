@@ -207,6 +207,9 @@ class Scheduler:
             claimed = await repository.claim_runs_of_all_tenants(
                 owner=self.owner, now=now, until=until, limit=capacity
             )
+            # One run of a job at a time: the others of the same job wait for the next round.
+            claimed, waiting = _first_run_of_each_job(claimed)
+            await leases.release(conn, LEASED_RUNS, owner=self.owner, ids=waiting)
             for run in claimed:
                 await repository.mark_started(run["id"], owner=self.owner, now=self.clock.now())
         for run in claimed:
@@ -336,3 +339,18 @@ def _occurrences_between(schedule: Schedule, first: datetime, latest: datetime) 
             break
         instant = following
     return count
+
+
+def _first_run_of_each_job(
+    runs: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the first run of each job, the ids of the others)."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    others: list[str] = []
+    for run in runs:
+        key = (run["tenant"], run["job_id"])
+        if key in first:
+            others.append(run["id"])
+        else:
+            first[key] = run
+    return list(first.values()), others
