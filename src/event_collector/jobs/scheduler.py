@@ -344,10 +344,10 @@ def _occurrences_between(schedule: Schedule, first: datetime, latest: datetime) 
 def _first_run_of_each_job(
     runs: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """(the first run of each job, the ids of the others)."""
+    """(the first run of each job, oldest first, and the ids of the others)."""
     first: dict[tuple[str, str], dict[str, Any]] = {}
     others: list[str] = []
-    for run in runs:
+    for run in sorted(runs, key=lambda run: run["seq"]):  # RETURNING keeps no order
         key = (run["tenant"], run["job_id"])
         if key in first:
             others.append(run["id"])
