@@ -60,13 +60,18 @@ def list_jobs(
         async with db.read() as conn:
             repository = JobRepository(conn)
             rows = await repository.all_tenants_jobs(tenant)
-            shown = []
-            for row in rows:
-                last = await repository.last_runs(row["tenant"], [row["id"]])
-                shown.append(
-                    {"tenant": row["tenant"], **service.job_to_api(row, last.get(row["id"]))}
-                )
-            return shown
+            last: dict[tuple[str, str], dict[str, Any]] = {}
+            for owner in {row["tenant"] for row in rows}:
+                ids = [row["id"] for row in rows if row["tenant"] == owner]
+                for job_id, run in (await repository.last_runs(owner, ids)).items():
+                    last[owner, job_id] = run
+        return [
+            {
+                "tenant": row["tenant"],
+                **service.job_to_api(row, last.get((row["tenant"], row["id"]))),
+            }
+            for row in rows
+        ]
 
     jobs = _run(_settings(), work)
     if as_json:
