@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from event_collector.context import AppContext
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, make_tenant
 from tests.jobs.helpers import SEED_CREATE, SEED_UPDATE, seed_shaped
 
@@ -281,7 +281,7 @@ async def test_list_filters_and_cursor_pages(
 
 
 async def test_runs_manual_and_dry(
-    client: httpx.AsyncClient, tenant: TenantFixture, context: AppContext
+    client: httpx.AsyncClient, tenant: TenantFixture, context: Runtime
 ) -> None:
     job = await _create(client, tenant)
     dry = await client.post(
@@ -356,7 +356,7 @@ async def test_tenant_isolation(
 
 
 async def test_auth_and_scopes(
-    client: httpx.AsyncClient, context: AppContext, tenant: TenantFixture
+    client: httpx.AsyncClient, context: Runtime, tenant: TenantFixture
 ) -> None:
     job = await _create(client, tenant)
     assert (await client.get(JOBS)).status_code == 401

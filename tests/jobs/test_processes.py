@@ -27,8 +27,8 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from event_collector.app import create_app
-from event_collector.context import AppContext
 from event_collector.models import job_run_table
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, make_settings, make_tenant
 from tests.delivery.helpers import wait_for
 
@@ -45,17 +45,17 @@ def _postgres_only(backend: str) -> None:
 @pytest_asyncio.fixture
 async def fresh_app(
     empty_database_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[AppContext, httpx.AsyncClient, TenantFixture]]:
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient, TenantFixture]]:
     app = create_app(make_settings(empty_database_url, tmp_path / "keys"))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            context: AppContext = app.state.context
+            context: Runtime = app.state.runtime
             yield context, client, await make_tenant(context, client)
 
 
 class SchedulerProcesses:
-    def __init__(self, context: AppContext, directory: Path, **env: str) -> None:
+    def __init__(self, context: Runtime, directory: Path, **env: str) -> None:
         self.directory = directory
         self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
         self.base_env.update(
@@ -114,14 +114,14 @@ def processes_dir(tmp_path: Path) -> Path:
     return directory
 
 
-async def _runs(context: AppContext) -> list[dict[str, Any]]:
+async def _runs(context: Runtime) -> list[dict[str, Any]]:
     async with context.db.read() as conn:
         result = await conn.execute(select(job_run_table).order_by(job_run_table.c.seq))
         return [dict(row._mapping) for row in result]
 
 
 async def test_three_schedulers_run_every_occurrence_exactly_once(
-    fresh_app: tuple[AppContext, httpx.AsyncClient, TenantFixture], processes_dir: Path
+    fresh_app: tuple[Runtime, httpx.AsyncClient, TenantFixture], processes_dir: Path
 ) -> None:
     context, client, tenant = fresh_app
     schedulers = SchedulerProcesses(
@@ -181,7 +181,7 @@ async def test_three_schedulers_run_every_occurrence_exactly_once(
 
 
 async def test_sigkill_of_the_process_holding_a_run_is_taken_over_and_finishes_once(
-    fresh_app: tuple[AppContext, httpx.AsyncClient, TenantFixture], processes_dir: Path
+    fresh_app: tuple[Runtime, httpx.AsyncClient, TenantFixture], processes_dir: Path
 ) -> None:
     context, client, tenant = fresh_app
     schedulers = SchedulerProcesses(

@@ -18,7 +18,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from event_collector.app import create_app
-from event_collector.context import AppContext
 from event_collector.jobs import service
 from event_collector.jobs.repository import JobRepository
 from event_collector.jobs.runner import NoRulesRunner, RunOutcome, RunRequest
@@ -28,6 +27,7 @@ from event_collector.kit import leases, migrate
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import job_run_table, job_table
+from event_collector.runtime import Runtime
 from tests.conftest import make_settings, make_tenant
 from tests.delivery.helpers import wait_for
 
@@ -320,7 +320,7 @@ async def test_a_dead_owners_run_is_taken_over_after_its_lease_and_finishes_once
 async def test_a_changed_schedule_wakes_the_scheduler_at_once(job_settings: Settings) -> None:
     app = create_app(job_settings.model_copy(update={"scheduler_enabled": False}))
     async with app.router.lifespan_context(app):
-        context: AppContext = app.state.context
+        context: Runtime = app.state.runtime
         clock = ManualClock(utcnow())
         scheduler = Scheduler(job_settings, context.db, NoRulesRunner(), clock=clock)
         context.scheduler = scheduler
@@ -451,7 +451,7 @@ async def test_update_keeps_a_due_occurrence_unless_timing_changes(
 async def test_the_scheduler_inside_serve_executes_a_requested_run(job_settings: Settings) -> None:
     app = create_app(job_settings.model_copy(update={"scheduler_enabled": True}))
     async with app.router.lifespan_context(app):
-        context: AppContext = app.state.context
+        context: Runtime = app.state.runtime
         assert context.scheduler is not None
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

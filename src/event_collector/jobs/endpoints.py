@@ -9,8 +9,9 @@ from starlette.responses import Response
 
 from event_collector.auth.dependencies import Authenticator
 from event_collector.auth.service import Principal
-from event_collector.context import AppContext, get_context
 from event_collector.jobs import service
+from event_collector.jobs.runner import JobRunner
+from event_collector.jobs.scheduler import Scheduler
 from event_collector.jobs.schemas import (
     NOTIFICATIONS,
     DryRunOut,
@@ -24,6 +25,7 @@ from event_collector.jobs.schemas import (
     RunPage,
 )
 from event_collector.kit.db import utcnow
+from event_collector.kit.dependencies import Db, ReadConnection
 from event_collector.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -38,10 +40,25 @@ Cursor = Annotated[
 ]
 
 
-def _wake_scheduler(context: AppContext) -> None:
-    """After a commit: this process's scheduler re-reads its work (others get the NOTIFY)."""
-    if context.scheduler is not None:
-        context.scheduler.wake()
+def _scheduler(request: Request) -> Scheduler | None:
+    scheduler: Scheduler | None = request.app.state.runtime.scheduler
+    return scheduler
+
+
+def _job_runner(request: Request) -> JobRunner:
+    runner: JobRunner = request.app.state.runtime.job_runner
+    return runner
+
+
+# The scheduler running in this process, if any: woken after a job write commits (the others
+# get the NOTIFY sent in the write's transaction).
+LocalScheduler = Annotated[Scheduler | None, Depends(_scheduler)]
+Runner = Annotated[JobRunner, Depends(_job_runner)]
+
+
+def _wake(scheduler: Scheduler | None) -> None:
+    if scheduler is not None:
+        scheduler.wake()
 
 
 @router.post(
@@ -52,11 +69,12 @@ def _wake_scheduler(context: AppContext) -> None:
     response_model=JobOut,
     responses=error_responses(400, 401, 403, 409, 415),
 )
-async def create_job(body: JobIn, principal: JobsWrite, request: Request) -> Response:
-    context = get_context(request)
-    async with context.db.write() as conn:
+async def create_job(
+    body: JobIn, principal: JobsWrite, db: Db, scheduler: LocalScheduler
+) -> Response:
+    async with db.write() as conn:
         job = await service.create_job(conn, principal.tenant, body, utcnow())
-    _wake_scheduler(context)
+    _wake(scheduler)
     return json_response(service.job_to_api(job, None), 201)
 
 
@@ -72,13 +90,12 @@ async def create_job(body: JobIn, principal: JobsWrite, request: Request) -> Res
     responses=error_responses(400, 401, 403, 404, 415),
 )
 async def update_job(
-    job_id: IdPath, body: JobUpdate, principal: JobsWrite, request: Request
+    job_id: IdPath, body: JobUpdate, principal: JobsWrite, db: Db, scheduler: LocalScheduler
 ) -> Response:
-    context = get_context(request)
-    async with context.db.write() as conn:
+    async with db.write() as conn:
         job = await service.update_job(conn, principal.tenant, job_id, body, utcnow())
         last = await service.last_run(conn, principal.tenant, job_id)
-    _wake_scheduler(context)
+    _wake(scheduler)
     return json_response(service.job_to_api(job, last))
 
 
@@ -95,8 +112,10 @@ _DELETE_DESCRIPTION = (
     status_code=204,
     responses=error_responses(400, 401, 403, 404),
 )
-async def delete_job_by_post(job_id: IdPath, principal: JobsWrite, request: Request) -> Response:
-    return await _delete(request, principal.tenant, job_id)
+async def delete_job_by_post(
+    job_id: IdPath, principal: JobsWrite, db: Db, scheduler: LocalScheduler
+) -> Response:
+    return await _delete(db, scheduler, principal.tenant, job_id)
 
 
 @router.delete(
@@ -106,15 +125,16 @@ async def delete_job_by_post(job_id: IdPath, principal: JobsWrite, request: Requ
     status_code=204,
     responses=error_responses(400, 401, 403, 404),
 )
-async def delete_job(job_id: IdPath, principal: JobsWrite, request: Request) -> Response:
-    return await _delete(request, principal.tenant, job_id)
+async def delete_job(
+    job_id: IdPath, principal: JobsWrite, db: Db, scheduler: LocalScheduler
+) -> Response:
+    return await _delete(db, scheduler, principal.tenant, job_id)
 
 
-async def _delete(request: Request, tenant: str, job_id: str) -> Response:
-    context = get_context(request)
-    async with context.db.write() as conn:
+async def _delete(db: Db, scheduler: Scheduler | None, tenant: str, job_id: str) -> Response:
+    async with db.write() as conn:
         await service.delete_job(conn, tenant, job_id, utcnow())
-    _wake_scheduler(context)
+    _wake(scheduler)
     return Response(status_code=204)
 
 
@@ -127,7 +147,7 @@ async def _delete(request: Request, tenant: str, job_id: str) -> Response:
 )
 async def list_jobs(
     principal: JobsRead,
-    request: Request,
+    conn: ReadConnection,
     notification: Annotated[
         str | None, Query(description=f"One of {', '.join(NOTIFICATIONS)} (any case)")
     ] = None,
@@ -136,16 +156,15 @@ async def list_jobs(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        page = await service.list_jobs(
-            conn,
-            principal.tenant,
-            notification=service.notification_filter(notification),
-            active=active,
-            include_deleted=include_deleted,
-            cursor=cursor,
-            limit=limit,
-        )
+    page = await service.list_jobs(
+        conn,
+        principal.tenant,
+        notification=service.notification_filter(notification),
+        active=active,
+        include_deleted=include_deleted,
+        cursor=cursor,
+        limit=limit,
+    )
     return json_response(page)
 
 
@@ -159,13 +178,12 @@ async def list_jobs(
 async def get_job(
     job_id: IdPath,
     principal: JobsRead,
-    request: Request,
+    conn: ReadConnection,
     include_deleted: Annotated[bool, Query(description="Also answer for a deleted job")] = False,
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        job = await service.job_with_last_run(
-            conn, principal.tenant, job_id, include_deleted=include_deleted
-        )
+    job = await service.job_with_last_run(
+        conn, principal.tenant, job_id, include_deleted=include_deleted
+    )
     return json_response(job)
 
 
@@ -184,17 +202,18 @@ async def get_job(
 async def run_job(
     job_id: IdPath,
     principal: JobsWrite,
-    request: Request,
+    db: Db,
+    scheduler: LocalScheduler,
+    runner: Runner,
     dry_run: Annotated[bool, Query(description="Render what it would send; send nothing")] = False,
 ) -> Response:
-    context = get_context(request)
     if dry_run:
-        async with context.db.read() as conn:
+        async with db.read() as conn:
             job = await service.job_for_dry_run(conn, principal.tenant, job_id)
-        return json_response(await service.dry_run(context.job_runner, job, utcnow()))
-    async with context.db.write() as conn:
+        return json_response(await service.dry_run(runner, job, utcnow()))
+    async with db.write() as conn:
         run = await service.request_run(conn, principal.tenant, job_id, utcnow())
-    _wake_scheduler(context)
+    _wake(scheduler)
     return json_response({"run_id": run["id"], "status": run["status"]}, 202)
 
 
@@ -208,12 +227,11 @@ async def run_job(
 async def list_runs(
     job_id: IdPath,
     principal: JobsRead,
-    request: Request,
+    conn: ReadConnection,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        page = await service.list_runs(conn, principal.tenant, job_id, cursor=cursor, limit=limit)
+    page = await service.list_runs(conn, principal.tenant, job_id, cursor=cursor, limit=limit)
     return json_response(page)
 
 
@@ -224,8 +242,7 @@ async def list_runs(
     responses=error_responses(400, 401, 403, 404),
 )
 async def get_run(
-    job_id: IdPath, run_id: RunIdPath, principal: JobsRead, request: Request
+    job_id: IdPath, run_id: RunIdPath, principal: JobsRead, conn: ReadConnection
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        run = await service.get_run(conn, principal.tenant, job_id, run_id)
+    run = await service.get_run(conn, principal.tenant, job_id, run_id)
     return json_response(run)

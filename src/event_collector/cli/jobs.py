@@ -1,60 +1,56 @@
-"""Operator commands for jobs: `event-collector scheduler`, `event-collector jobs list|run`.
-
-Wired into the `event-collector` command by ``cli.py`` (``jobs_app`` and ``scheduler``).
-"""
+"""The job scheduler process (`scheduler`) and the `jobs` group (list, run)."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from event_collector.cli.common import (
+    JsonOption,
+    app,
+    cli_settings,
+    console,
+    print_json,
+    run_until_signalled,
+    run_with_database,
+)
 from event_collector.jobs import service
 from event_collector.jobs.clock import load_clock
 from event_collector.jobs.repository import JobRepository
 from event_collector.jobs.runner import load_runner
 from event_collector.jobs.scheduler import Scheduler
 from event_collector.kit.db import Database
+from event_collector.runtime import Runtime
 
 jobs_app = typer.Typer(help="Inspect and run notification jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 
 
+@app.command()
 def scheduler() -> None:
     """Run only the job scheduler (scale-out: any number of them on one PostgreSQL)."""
-    from event_collector.cli import _run, _settings, err_console
     from event_collector.kit.logging import configure_logging
 
-    settings = _settings()
+    settings = cli_settings()
     configure_logging(settings.log_format, settings.log_level)
 
-    async def work(db: Database) -> None:
-        job_scheduler = Scheduler(
-            settings, db, load_runner(settings, db), clock=load_clock(settings)
-        )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await job_scheduler.start()
-        err_console.print(f"job scheduler {job_scheduler.owner} running (Ctrl-C to stop)")
-        try:
-            await stop.wait()
-        finally:
-            await job_scheduler.stop()
+    def running(runtime: Runtime) -> str:
+        assert runtime.scheduler is not None
+        return f"job scheduler {runtime.scheduler.owner} running (Ctrl-C to stop)"
 
-    _run(settings, work)
+    run_until_signalled(
+        lambda: Runtime.build(settings, api=False, dispatcher=False, scheduler=True), running
+    )
 
 
 @jobs_app.command("list")
 def list_jobs(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's jobs.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List jobs (not deleted) with their next occurrence and last run."""
-    from event_collector.cli import _print_json, _run, _settings, console
 
     async def work(db: Database) -> list[dict[str, Any]]:
         async with db.read() as conn:
@@ -73,9 +69,9 @@ def list_jobs(
             for row in rows
         ]
 
-    jobs = _run(_settings(), work)
+    jobs = run_with_database(cli_settings(), work)
     if as_json:
-        _print_json(jobs)
+        print_json(jobs)
         return
     table = Table("tenant", "id", "notification", "active", "schedule", "next run", "last run")
     for job in jobs:
@@ -97,9 +93,7 @@ def run_job(tenant: str, job_id: str) -> None:
     """Run a job now, in this process (a manual run, recorded in its history)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from event_collector.cli import _run, _settings, console
-
-    settings = _settings()
+    settings = cli_settings()
 
     async def work(db: Database) -> dict[str, Any]:
         job_scheduler = Scheduler(
@@ -119,7 +113,7 @@ def run_job(tenant: str, job_id: str) -> None:
 
             return await job_scheduler.run_now(tenant, job_id, report)
 
-    run = _run(settings, work)
+    run = run_with_database(settings, work)
     counts = ", ".join(f"{key} {value}" for key, value in (run["counts"] or {}).items())
     console.print(f"run {run['id']}: {run['status']}" + (f" ({counts})" if counts else ""))
     if run["status"] != "succeeded":
