@@ -71,16 +71,18 @@ class SchedulerProcesses:
 
     def start(self, count: int) -> None:
         for _ in range(count):
-            log = (self.directory / f"scheduler-{len(self.processes)}.log").open("wb")
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "event_collector", "scheduler"],
-                    env=self.base_env,
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+            log_path = self.directory / f"scheduler-{len(self.processes)}.log"
+            # The child writes through its own copy of the descriptor.
+            with log_path.open("wb") as log:
+                self.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "event_collector", "scheduler"],
+                        env=self.base_env,
+                        cwd=ROOT,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
-            )
 
     def wait_running(self, within: float = 120) -> None:
         deadline = time.monotonic() + within
