@@ -29,7 +29,7 @@ from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
 from event_collector.read_model import endpoints as read_model_endpoints
-from event_collector.read_model.service import apply_events as apply_read_model
+from event_collector.read_model.apply.hook import apply_events as apply_read_model
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
 logger = logging.getLogger(__name__)

@@ -89,8 +89,9 @@ def marketing_consent(customer: FromClause = customer_table) -> ColumnElement[bo
     return func.coalesce(customer.c.opt_in_active, customer.c.accepts_marketing, false())
 
 
-def _id_by_ref(table: Table, tenant: str, ref: ColumnElement[str]) -> ScalarSelect[str]:
-    """The id of the row of ``table`` with this ref: a live one first, then the lowest id."""
+def id_by_ref(table: Table, tenant: str, ref: ColumnElement[str] | str) -> ScalarSelect[str]:
+    """The id of the row of ``table`` with this ref: a live one first, then the lowest id (the
+    one rule for refs that several rows share)."""
     candidate = table.alias()
     return (
         select(candidate.c.id)
@@ -108,6 +109,16 @@ def _known_id(table: Table, tenant: str, entity_id: ColumnElement[str]) -> Scala
         select(candidate.c.id)
         .where(candidate.c.tenant == tenant, candidate.c.id == entity_id)
         .scalar_subquery()
+    )
+
+
+def product_id_of(
+    tenant: str, product_id: ColumnElement[str], product_ref: ColumnElement[str]
+) -> ColumnElement[str]:
+    """The product a variant (``baseProductId``/``baseProductRef``) or an item
+    (``productId``/``productRef``) names: the one with that id, else the one with that ref."""
+    return func.coalesce(
+        _known_id(product_table, tenant, product_id), id_by_ref(product_table, tenant, product_ref)
     )
 
 
@@ -144,21 +155,19 @@ def resolved_items(tenant: str) -> Subquery:
 
     wishlist_id = case(
         (item.c.wishlist_id.is_not(None), item.c.wishlist_id),
-        else_=_id_by_ref(wishlist_table, tenant, item.c.wishlist_ref),
+        else_=id_by_ref(wishlist_table, tenant, item.c.wishlist_ref),
     )
     customer_id = case(
         (wishlist.c.customer_id.is_not(None), wishlist.c.customer_id),
-        else_=_id_by_ref(customer_table, tenant, wishlist.c.customer_ref),
+        else_=id_by_ref(customer_table, tenant, wishlist.c.customer_ref),
     )
     variant_id = case(
         (item.c.variant_id.is_not(None), item.c.variant_id),
-        else_=_id_by_ref(variant_table, tenant, item.c.variant_ref),
+        else_=id_by_ref(variant_table, tenant, item.c.variant_ref),
     )
     product_id = func.coalesce(
-        _known_id(product_table, tenant, variant.c.base_product_id),
-        _id_by_ref(product_table, tenant, variant.c.base_product_ref),
-        _known_id(product_table, tenant, item.c.product_id),
-        _id_by_ref(product_table, tenant, item.c.product_ref),
+        product_id_of(tenant, variant.c.base_product_id, variant.c.base_product_ref),
+        product_id_of(tenant, item.c.product_id, item.c.product_ref),
     )
     # A variant id names prices and stock even before the variant itself arrives.
     sellable_id = case(
