@@ -169,7 +169,8 @@ def resolved_items(tenant: str) -> Subquery:
         product_id_of(tenant, variant.c.base_product_id, variant.c.base_product_ref),
         product_id_of(tenant, item.c.product_id, item.c.product_ref),
     )
-    # A variant id names prices and stock even before the variant itself arrives.
+    # A variant id names prices and stock even before the variant itself arrives. The apply
+    # rules follow the same rule on rows not yet written (apply/rules.py, _sellable_of).
     sellable_id = case(
         (item.c.variant_id.is_not(None), item.c.variant_id),
         (item.c.variant_ref.is_not(None), variant.c.id),
