@@ -81,6 +81,13 @@ from event_collector.models import (
     wishlist_table,
 )
 
+# The lookups below read these aliases, one per table: each lookup is a subquery of its own, so
+# they can share one (built once: an alias copies every column).
+_LOOKUP = {
+    table: table.alias(f"{table.name}_lookup")
+    for table in (customer_table, wishlist_table, variant_table, product_table, price_table)
+}
+
 
 def marketing_consent(customer: FromClause = customer_table) -> ColumnElement[bool]:
     """A customer's marketing consent, for WHERE clauses and selects (DESIGN §6.2):
@@ -92,7 +99,7 @@ def marketing_consent(customer: FromClause = customer_table) -> ColumnElement[bo
 def id_by_ref(table: Table, tenant: str, ref: ColumnElement[str] | str) -> ScalarSelect[str]:
     """The id of the row of ``table`` with this ref: a live one first, then the lowest id (the
     one rule for refs that several rows share)."""
-    candidate = table.alias()
+    candidate = _LOOKUP[table]
     return (
         select(candidate.c.id)
         .where(candidate.c.tenant == tenant, candidate.c.ref == ref)
@@ -104,7 +111,7 @@ def id_by_ref(table: Table, tenant: str, ref: ColumnElement[str] | str) -> Scala
 
 def _known_id(table: Table, tenant: str, entity_id: ColumnElement[str]) -> ScalarSelect[str]:
     """``entity_id`` when ``table`` has a row with that id, else NULL."""
-    candidate = table.alias()
+    candidate = _LOOKUP[table]
     return (
         select(candidate.c.id)
         .where(candidate.c.tenant == tenant, candidate.c.id == entity_id)
@@ -127,7 +134,7 @@ def _live_price_currency(
 ) -> ScalarSelect[str]:
     """``currency`` when the sellable has a live price in it; with ``currency=None``, the
     currency of its most recently written live price."""
-    live = price_table.alias()
+    live = _LOOKUP[price_table]
     statement = select(live.c.currency).where(
         live.c.tenant == tenant,
         live.c.variant_id == sellable_id,

@@ -278,8 +278,12 @@ class CachingApplyRepository(ApplyRepository):
         for (table_name, row_tenant, _key), row in self._rows.items():
             if table_name != wishlist_item_table.name or row_tenant != tenant or row is None:
                 continue
-            if row["baseline_price"] is None and any(matches(row, t) for t in targets):
-                row.update(baseline_price=price, baseline_currency=currency, baseline_seq=seq)
+            if row["baseline_price"] is not None:
+                continue
+            for target in targets:
+                if matches(row, target):
+                    row.update(baseline_price=price, baseline_currency=currency, baseline_seq=seq)
+                    break
 
     # overrides: reads
 

@@ -60,7 +60,11 @@ def _matching(table: Table, match: ItemMatch) -> ColumnElement[bool]:
 
 def matches(row: Mapping[str, Any], match: ItemMatch) -> bool:
     """:func:`_matching` on a row in memory (the caching repository's copy of the rows)."""
-    return all(row[name] == value for name, value in match.items())
+    # A loop rather than all(<generator>), which costs twice as much: this runs per cached row.
+    for name, value in match.items():  # noqa: SIM110
+        if row[name] != value:
+            return False
+    return True
 
 
 _CHUNK = 400
