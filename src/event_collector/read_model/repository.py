@@ -43,6 +43,8 @@ class ReadModelRepository:
 
     async def product_of(self, tenant: str, variant: Mapping[str, Any]) -> Row | None:
         """The variant's product (:func:`items.product_id_of`)."""
+        if not (variant.get("base_product_id") or variant.get("base_product_ref")):
+            return None
         product_id = product_id_of(
             tenant,
             literal(variant.get("base_product_id"), String()),
