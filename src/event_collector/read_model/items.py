@@ -82,7 +82,8 @@ from event_collector.models import (
 )
 
 # The lookups below read these aliases, one per table: each lookup is a subquery of its own, so
-# they can share one (built once: an alias copies every column).
+# they can share one (built once: an alias copies every column). Never nest a lookup in another
+# of the same table: the inner one would correlate to the outer one's alias.
 _LOOKUP = {
     table: table.alias(f"{table.name}_lookup")
     for table in (customer_table, wishlist_table, variant_table, product_table, price_table)
