@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
+from event_collector.kit.db import engine as kit_db_engine
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
@@ -71,7 +71,7 @@ async def quickly_idle_db(
     """A PostgreSQL Database whose connections count as idle after 0.2 s."""
     if backend != "postgres":
         pytest.skip("SQLite connections are neither pinged nor renewed")
-    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(kit_db_engine, "PING_AFTER_IDLE_SECONDS", 0.2)
     db = Database.from_settings(settings)
     yield db
     await db.dispose()

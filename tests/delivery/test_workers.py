@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -13,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from event_collector.delivery import repository
+from event_collector.delivery import service
 from event_collector.delivery.dispatcher import Dispatcher
+from event_collector.delivery.messages import Message
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
-from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.models import delivery_attempt_table
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.conftest import WebhookReceiver
@@ -37,44 +39,25 @@ async def test_dead_worker_lease_expires_and_another_delivers(
         dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/dead/{tag}")}
     )
     now = utcnow()
-    ids = [str(uuid.uuid4()) for _ in events]
-    # Insert and claim in one transaction as a worker that then dies: nobody else can see the
+    # Enqueue and claim in one transaction as a worker that then dies: nobody else can see the
     # rows unleased. Its lease (1.5 s) is never renewed.
     async with dcontext.db.write() as conn:
-        seqs = dict(
-            (
-                await conn.execute(
-                    select(event_table.c.id, event_table.c.seq).where(
-                        event_table.c.tenant == dtenant.name,
-                        event_table.c.id.in_([e["id"] for e in events]),
-                    )
-                )
-            ).all()
+        assert await service.enqueue_messages(
+            conn,
+            dtenant.name,
+            "CUSTOMER",
+            "CREATE",
+            [Message(json.dumps(e), {"event_id": e["id"]}, e["entity_id"]) for e in events],
         )
-        await conn.execute(
-            insert(delivery_table),
-            [
-                {
-                    "id": delivery_id,
-                    "tenant": dtenant.name,
-                    "subscription_id": sub,
-                    "event_seq": seqs[event["id"]],
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for delivery_id, event in zip(ids, events, strict=True)
-            ],
-        )
-        claimed = await repository.claim(
+        claimed = await service.claim(
             conn,
             owner="dead-worker",
-            now=now,
+            now=utcnow(),
             lease_until=now + timedelta(seconds=1.5),
             limit=10_000,
         )
-    assert set(ids) <= {c.id for c in claimed}
+    ids = [c.id for c in claimed if c.subscription_id == sub]
+    assert len(ids) == len(events)
     await asyncio.sleep(0.5)
     assert webhook_receiver.for_path(f"/ok/dead/{tag}") == []  # still leased by the dead one
     rows = await wait_status(dcontext, ids, "delivered", within=15)

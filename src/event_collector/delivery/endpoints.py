@@ -12,7 +12,7 @@ from starlette.responses import Response
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
 from event_collector.delivery import service
 from event_collector.delivery.dispatcher import Dispatcher
-from event_collector.delivery.messages import test_message
+from event_collector.delivery.messages import outgoing, test_message
 from event_collector.delivery.senders import Senders, SendResult
 from event_collector.kit.crypto import SecretDecryptionError
 from event_collector.kit.db import utcnow
@@ -115,7 +115,9 @@ async def test_subscription(
     except SecretDecryptionError:
         result = SendResult(False, error="the destination secret cannot be opened", permanent=True)
     else:
-        message = test_message(principal.tenant, subscription_id, subscription["entity_type"])
+        message = outgoing(
+            test_message(principal.tenant, subscription_id, subscription["entity_type"])
+        )
         if dispatcher is not None:
             (result,) = await dispatcher.senders.send(destination, [message])
         else:

@@ -15,12 +15,9 @@ from event_collector.models.catalog import (
     wishlist_item_table,
     wishlist_table,
 )
+from event_collector.models.delivery import delivery_attempt_table, delivery_table
 from event_collector.models.event import event_table
-from event_collector.models.subscription import (
-    delivery_attempt_table,
-    delivery_table,
-    subscription_table,
-)
+from event_collector.models.subscription import subscription_table
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [
