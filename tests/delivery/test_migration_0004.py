@@ -183,7 +183,7 @@ async def test_deliveries_in_every_state_carry_their_message_after_0004(
     # with the body and webhook-id it carries.
     app: FastAPI = create_app(settings)
     async with app.router.lifespan_context(app):
-        context = app.state.context
+        context = app.state.runtime
         async with context.db.write() as conn:
             await service.replay(
                 conn,

@@ -90,48 +90,49 @@ _SQLITE_UUID = (
     "substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || "
     "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
 )
-_ROUTED_SELECT = (
-    "SELECT r.id, r.tenant, r.subscription_id, r.entity_type, r.body, r.attributes, "
-    "r.ordering_key, coalesce(r.deduplication_id, r.id), 'pending', 0, r.now, r.now "
-    "FROM (SELECT {uuid} AS id, s.tenant AS tenant, s.id AS subscription_id, "
+# The matches are materialised first, so that each row's random id is drawn once (the
+# deduplication id defaults to it).
+_MATCHES = (
+    "WITH r AS MATERIALIZED (SELECT {uuid} AS id, s.tenant AS tenant, s.id AS subscription_id, "
     "t.message_type AS entity_type, t.body AS body, t.attributes AS attributes, "
     "t.ordering_key AS ordering_key, t.deduplication_id AS deduplication_id, t.now AS now "
-    "FROM {targets} AS t " + ROUTING_JOIN + ") AS r"
+    "FROM {targets} AS t " + ROUTING_JOIN + ")"
+)
+_INSERT_MATCHES = (
+    f"INSERT INTO delivery ({_ROUTED_COLUMNS}) "
+    "SELECT r.id, r.tenant, r.subscription_id, r.entity_type, r.body, r.attributes, "
+    "r.ordering_key, coalesce(r.deduplication_id, r.id), 'pending', 0, r.now, r.now FROM r "
+    "RETURNING 1"
 )
 INSERT_ROUTED = BulkStatement(
     "delivery.insert_routed",
     columns=8,
     scalars=2,
-    sqlite=(
-        f"INSERT INTO delivery ({_ROUTED_COLUMNS}) "
-        + _ROUTED_SELECT.format(
-            uuid=_SQLITE_UUID,
-            targets=(
-                "(SELECT column1 AS tenant, column2 AS entity_type, column3 AS flag, "
-                "column4 AS message_type, column5 AS body, column6 AS attributes, "
-                "column7 AS ordering_key, column8 AS deduplication_id, column9 AS now "
-                "FROM (VALUES {{rows}}))"
-            ),
-        )
-        + " RETURNING 1"
-    ),
+    sqlite=_MATCHES.format(
+        uuid=_SQLITE_UUID,
+        targets=(
+            "(SELECT column1 AS tenant, column2 AS entity_type, column3 AS flag, "
+            "column4 AS message_type, column5 AS body, column6 AS attributes, "
+            "column7 AS ordering_key, column8 AS deduplication_id, column9 AS now "
+            "FROM (VALUES {rows}))"
+        ),
+    )
+    + " "
+    + _INSERT_MATCHES,
     # Tenant scoping: a target only ever joins its own tenant's subscriptions. A
     # data-modifying CTE always runs to completion, so LIMIT 1 only limits the NOTIFY, sent
     # (at commit) when at least one row was made.
-    postgres=(
-        f"WITH routed AS (INSERT INTO delivery ({_ROUTED_COLUMNS}) "
-        + _ROUTED_SELECT.format(
-            uuid="gen_random_uuid()::varchar",
-            targets=(
-                "(SELECT *, $9::timestamptz AS now FROM unnest($1::varchar[], $2::varchar[], "
-                "$3::varchar[], $4::varchar[], $5::text[], $6::json[], $7::varchar[], "
-                "$8::varchar[]) AS v(tenant, entity_type, flag, message_type, body, attributes, "
-                "ordering_key, deduplication_id))"
-            ),
-        )
-        + " RETURNING 1) "
-        "SELECT pg_notify($10, '') FROM (SELECT 1 FROM routed LIMIT 1) AS any_routed"
-    ),
+    postgres=_MATCHES.format(
+        uuid="gen_random_uuid()::varchar",
+        targets=(
+            "(SELECT *, $9::timestamptz AS now FROM unnest($1::varchar[], $2::varchar[], "
+            "$3::varchar[], $4::varchar[], $5::text[], $6::json[], $7::varchar[], "
+            "$8::varchar[]) AS v(tenant, entity_type, flag, message_type, body, attributes, "
+            "ordering_key, deduplication_id))"
+        ),
+    )
+    + f", routed AS ({_INSERT_MATCHES}) "
+    "SELECT pg_notify($10, '') FROM (SELECT 1 FROM routed LIMIT 1) AS any_routed",
 )
 
 

@@ -102,7 +102,7 @@ def _fill_messages(bind: sa.Connection) -> None:
     after = ""
     while True:
         rows = bind.execute(
-            sa.select(_delivery.c.id, *_event.c)
+            sa.select(_delivery.c.id.label("delivery_id"), *_event.c)
             .select_from(_delivery.join(_event, _event.c.seq == _delivery.c.event_seq))
             .where(_delivery.c.id > after)
             .order_by(_delivery.c.id)
@@ -116,12 +116,12 @@ def _fill_messages(bind: sa.Connection) -> None:
             message = event_message(event)
             updates.append(
                 {
-                    "delivery_id": row.id,
+                    "delivery_id": row.delivery_id,
                     "entity_type": event.entity_type or "",
                     "body": message.body,
                     "attributes": message.attributes,
                     "ordering_key": message.ordering_key,
-                    "deduplication_id": row.id,
+                    "deduplication_id": row.delivery_id,
                 }
             )
         bind.execute(
@@ -135,7 +135,7 @@ def _fill_messages(bind: sa.Connection) -> None:
             ),
             updates,
         )
-        after = rows[-1].id
+        after = rows[-1].delivery_id
 
 
 class _attempts_kept:
