@@ -15,16 +15,16 @@ from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.delivery import metrics, repository
-from event_collector.delivery.messages import Message, OutgoingMessage
+from event_collector.delivery.messages import Message, OutgoingMessage, outgoing, test_message
 from event_collector.delivery.repository import (
     AttemptRecord,
     DestinationKey,
     LeasedDelivery,
     RoutingTarget,
 )
-from event_collector.delivery.senders import Destination, SendResult
-from event_collector.kit.crypto import SecretBox
-from event_collector.kit.db import AnyConnection, backend_of, utcnow
+from event_collector.delivery.senders import Destination, Senders, SendResult
+from event_collector.kit.crypto import SecretBox, SecretDecryptionError
+from event_collector.kit.db import AnyConnection, Database, backend_of, utcnow
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z, parse_timestamp
@@ -205,6 +205,43 @@ def destination_of(
         else None
     )
     return Destination(tenant, subscription_id, destination_type, dict(destination), secret)
+
+
+async def send_test_message(
+    db: Database,
+    secrets: SecretBox,
+    settings: Settings,
+    senders: Senders | None,
+    tenant: str,
+    subscription_id: str,
+) -> SendResult:
+    """Send a test message to the subscription's destination now, whatever its state, through
+    the same message and sender path as a delivery (nothing is stored). ``senders``: the
+    dispatcher's, when it runs in this process (else clients are opened for this send)."""
+    # Not one transaction: no connection is held while the destination answers.
+    async with db.read() as conn:
+        subscription = await require_subscription(conn, tenant, subscription_id)
+    try:
+        destination = destination_of(
+            secrets,
+            tenant,
+            subscription_id,
+            subscription["destination_type"],
+            subscription["destination"],
+            subscription["secret_sealed"],
+        )
+    except SecretDecryptionError:
+        return SendResult(False, error="the destination secret cannot be opened", permanent=True)
+    message = outgoing(test_message(tenant, subscription_id, subscription["entity_type"]))
+    if senders is not None:
+        (result,) = await senders.send(destination, [message])
+        return result
+    own = Senders(settings)
+    try:
+        (result,) = await own.send(destination, [message])
+    finally:
+        await own.close()
+    return result
 
 
 def retry_delay(settings: Settings, attempt: int, retry_after: float | None) -> float | None:

@@ -2,7 +2,7 @@
 (connection.py), the column types (types.py), and the backend that hides what differs between
 SQLite and PostgreSQL (backend.py, sqlite.py, postgres.py)."""
 
-from event_collector.kit.db.backend import Backend, BulkStatement, Statement
+from event_collector.kit.db.backend import Backend, BulkStatement
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
 from event_collector.kit.db.engine import (
     PING_AFTER_IDLE_SECONDS,
@@ -21,7 +21,6 @@ __all__ = [
     "Database",
     "InlineConnection",
     "JSONType",
-    "Statement",
     "UTCDateTime",
     "backend_of",
     "create_engine",

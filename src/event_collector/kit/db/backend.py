@@ -26,17 +26,6 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 @dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement sent to the driver as is, in each database's text.
-
-    ``sqlite`` takes ``?`` parameters, ``postgres`` ``$1``, ``$2`` …, in the same order."""
-
-    name: str
-    sqlite: str
-    postgres: str
-
-
-@dataclass(frozen=True, slots=True)
 class BulkStatement:
     """One statement over many rows of ``columns`` values each (and ``scalars`` shared ones).
 
@@ -76,12 +65,6 @@ class Backend(ABC):
         scalars: Sequence[object] = (),
     ) -> list[tuple[Any, ...]]:
         """Run ``statement`` over ``rows``; the rows it returns (``RETURNING``), if any."""
-
-    @abstractmethod
-    async def execute(
-        self, conn: AnyConnection, statement: Statement, parameters: Sequence[object] = ()
-    ) -> list[tuple[Any, ...]]:
-        """Run one driver statement; the rows it returns, if any."""
 
     @abstractmethod
     def skip_locked(self, query: SelectT, *of: Any) -> SelectT:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from event_collector.kit.db.backend import Backend, BulkStatement, SelectT, Statement
+from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
 from event_collector.kit.db.connection import AnyConnection
 
 
@@ -37,11 +37,6 @@ class PostgresBackend(Backend):
             return []
         columns = tuple(map(list, zip(*rows, strict=True)))  # the rows transposed
         return await self._run(conn, statement.postgres, (*columns, *scalars))
-
-    async def execute(
-        self, conn: AnyConnection, statement: Statement, parameters: Sequence[object] = ()
-    ) -> list[tuple[Any, ...]]:
-        return await self._run(conn, statement.postgres, tuple(parameters))
 
     @staticmethod
     async def _run(

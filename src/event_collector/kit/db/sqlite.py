@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from event_collector.kit.db.backend import Backend, BulkStatement, SelectT, Statement
+from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
 
 # SQLite's default limit on a statement's parameters (SQLITE_MAX_VARIABLE_NUMBER) is 32,766.
@@ -55,11 +55,6 @@ class SQLiteBackend(Backend):
             text = statement.sqlite.format(rows=",".join([placeholder] * len(chunk)))
             returned += await _run(conn, text, parameters)
         return returned
-
-    async def execute(
-        self, conn: AnyConnection, statement: Statement, parameters: Sequence[object] = ()
-    ) -> list[tuple[Any, ...]]:
-        return await _run(conn, statement.sqlite, parameters)
 
     def skip_locked(self, query: SelectT, *of: Any) -> SelectT:
         return query  # write transactions are serialised (BEGIN IMMEDIATE)
