@@ -65,7 +65,9 @@ class GroupCommit(Generic[Item, Result]):
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append(_Submitted(item, future))
         if len(self._flushers) < self._max_concurrent:
-            self._flushers.add(asyncio.create_task(self._flush_loop()))
+            flusher = asyncio.create_task(self._flush_loop())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)  # also if cancelled before running
         return future
 
     async def drain(self) -> None:
