@@ -11,13 +11,13 @@ Each delivery carries the event's message (:func:`messages.event_message`); even
 path as every other message (:func:`service.route`, :func:`service.enqueue_messages`).
 
 It runs on the hot ingest path, once per group commit: events nothing could match cost no query.
-On PostgreSQL the rest cost one statement: the subscriptions are joined in SQL into the delivery
-insert, which also wakes the dispatchers of every process (``pg_notify``, delivered at commit)
-when it made rows. Routing reads the subscription table in the event's own statement, so a
-subscription committed (by any process) before an event is ingested routes that event; a cache
-would need invalidation across processes and leave a window, and saves no round trip here. On
-SQLite (writes run inline, a query costs no round trip) it is one lookup, and an insert of the
-messages something matched.
+The rest cost one lookup of the matching (tenant, entity type, flag) combinations, and, only when
+something matched, the messages of the matched events are rendered and inserted with one more
+statement, which joins the subscriptions again in SQL and, on PostgreSQL, wakes the dispatchers
+of every process (``pg_notify``, delivered at commit) when it made rows. Routing reads the
+subscription table in the event's own transaction, so a subscription committed (by any process)
+before an event is ingested routes that event; a cache would need invalidation across processes
+and leave a window.
 """
 
 from __future__ import annotations

@@ -47,8 +47,6 @@ class Backend(ABC):
     """The database-specific half of every repository (see the module docstring)."""
 
     name: ClassVar[str]
-    in_process: ClassVar[bool]
-    """Whether the database runs in this process, so that a query costs no round trip."""
     listens: ClassVar[bool]
     """Whether other processes' writes can be announced to this one (PostgreSQL LISTEN)."""
 

@@ -20,7 +20,6 @@ from event_collector.kit.db.connection import AnyConnection
 
 class PostgresBackend(Backend):
     name = "postgresql"
-    in_process = False
     listens = True
 
     def timestamp(self, value: datetime) -> object:

@@ -29,7 +29,6 @@ def sqlite_timestamp(value: datetime) -> str:
 
 class SQLiteBackend(Backend):
     name = "sqlite"
-    in_process = True
     listens = False
 
     def timestamp(self, value: datetime) -> object:
