@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
-from event_collector.catalog import endpoints as catalog_endpoints
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
@@ -19,6 +18,7 @@ from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
+from event_collector.read_model import endpoints as read_model_endpoints
 from event_collector.runtime import Runtime
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
-    app.include_router(catalog_endpoints.router)
+    app.include_router(read_model_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

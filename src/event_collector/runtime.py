@@ -16,7 +16,6 @@ from typing import Protocol, TypeVar
 
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
-from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import routing_hook
 from event_collector.events.writer import EventWriter
@@ -24,6 +23,7 @@ from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
+from event_collector.read_model.apply.hook import apply_events as apply_read_model
 
 
 class Component(Protocol):

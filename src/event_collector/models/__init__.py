@@ -1,7 +1,8 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
-from event_collector.models.catalog import (
-    CATALOG_TABLES,
+from event_collector.models.event import event_table
+from event_collector.models.read_model import (
+    READ_MODEL_TABLES,
     customer_table,
     price_history_table,
     price_table,
@@ -21,7 +22,7 @@ from event_collector.models.subscription import subscription_table
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [
-    "CATALOG_TABLES",
+    "READ_MODEL_TABLES",
     "customer_table",
     "delivery_attempt_table",
     "delivery_table",
