@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from event_collector.kit.db import engine as kit_db_engine
 from event_collector.kit.db import Database
+from event_collector.kit.db import engine as kit_db_engine
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, wait_until
