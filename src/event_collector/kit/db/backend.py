@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, Table
 
 from event_collector.kit.db.connection import AnyConnection
 
@@ -72,6 +72,13 @@ class Backend(ABC):
     @abstractmethod
     def for_update(self, query: SelectT) -> SelectT:
         """``query`` locking the rows it selects until the transaction ends (PostgreSQL)."""
+
+    @abstractmethod
+    async def insert_unless_exists(
+        self, conn: AnyConnection, table: Table, values: dict[str, Any]
+    ) -> bool:
+        """INSERT … ON CONFLICT DO NOTHING: whether the row was inserted (a unique key already
+        held by another row, however many writers race for it, inserts nothing)."""
 
     @abstractmethod
     async def notify(self, conn: AnyConnection, channel: str) -> None:

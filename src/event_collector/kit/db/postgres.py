@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import postgresql
 
 from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
 from event_collector.kit.db.connection import AnyConnection
@@ -49,6 +50,12 @@ class PostgresBackend(Backend):
 
     def for_update(self, query: SelectT) -> SelectT:
         return query.with_for_update()
+
+    async def insert_unless_exists(
+        self, conn: AnyConnection, table: Table, values: dict[str, Any]
+    ) -> bool:
+        statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
+        return bool((await conn.execute(statement)).rowcount)
 
     async def notify(self, conn: AnyConnection, channel: str) -> None:
         await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table
+from sqlalchemy.dialects import sqlite
+
 from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
 
@@ -60,6 +63,12 @@ class SQLiteBackend(Backend):
 
     def for_update(self, query: SelectT) -> SelectT:
         return query
+
+    async def insert_unless_exists(
+        self, conn: AnyConnection, table: Table, values: dict[str, Any]
+    ) -> bool:
+        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        return bool((await conn.execute(statement)).rowcount)
 
     async def notify(self, conn: AnyConnection, channel: str) -> None:
         """Nothing to do: one process writes a SQLite database, and it wakes itself."""
