@@ -289,5 +289,6 @@ async def test_hook_without_routable_events_queries_nothing() -> None:
         async def execute(self, *args: Any, **kwargs: Any) -> None:
             raise AssertionError("no query expected")
 
-    await route_events(NoQueries(), [stored("READ", "CUSTOMER"), stored("CREATE", None)])  # type: ignore[arg-type]
-    await route_events(NoQueries(), [])  # type: ignore[arg-type]
+    unroutable = [stored("READ", "CUSTOMER"), stored("CREATE", None)]
+    assert await route_events(NoQueries(), unroutable) is False  # type: ignore[arg-type]
+    assert await route_events(NoQueries(), []) is False  # type: ignore[arg-type]

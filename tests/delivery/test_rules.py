@@ -6,9 +6,10 @@ import base64
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from event_collector.delivery.messages import OutgoingMessage
 from event_collector.delivery.senders import (
@@ -38,7 +39,11 @@ def test_signature_verifies_with_standard_webhooks(key: bytes, msg_id: str, body
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret, msg_id, timestamp, body.encode()),
     }
+    # The reference library raises WebhookVerificationError on a signature it cannot verify.
     Webhook(secret).verify(body.encode(), headers, json_parse=False)
+    tampered = {**headers, "webhook-id": msg_id + "x"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(body.encode(), tampered, json_parse=False)
 
 
 @given(attempt=st.integers(min_value=1, max_value=10), retry_after=st.none() | st.floats(0, 1e6))

@@ -18,7 +18,6 @@ from pydantic_core import to_json
 from event_collector.events.model import StoredEvent
 from event_collector.kit.timefmt import isoformat_z
 
-ATTRIBUTE_NAMES = ("tenant", "entity_type", "operation", "event_type", "event_id")
 MAX_ORDERING_KEY = 128  # SQS MessageGroupId
 
 

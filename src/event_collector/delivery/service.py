@@ -34,7 +34,6 @@ from event_collector.subscriptions.service import secret_associated_data
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "ec_delivery"
-STATUSES = ("pending", "delivered", "failed")
 
 # operation → the subscription flag (column) that lets it through (READ and anything else: never)
 FLAG_BY_OPERATION: dict[str, str] = {
