@@ -30,6 +30,7 @@ from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
+from event_collector.ops.docs import install_docs
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
 logger = logging.getLogger(__name__)
@@ -96,10 +97,13 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # served with local assets by ops.docs
+        redoc_url=None,
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(ops_endpoints.router)
+    install_docs(app)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
