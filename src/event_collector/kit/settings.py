@@ -77,6 +77,32 @@ class Settings(BaseSettings):
     # Operations
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per HTTP request: method, route, status, duration, request id.",
+    )
+
+    # Retention (ops.retention): 0 keeps rows forever.
+    retention_delivered_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delete delivered deliveries (and their attempt logs) this many days old.",
+    )
+    retention_failed_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delete dead-lettered (failed) deliveries this many days old; 0 keeps them "
+        "for replay.",
+    )
+    retention_events_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delete events this many days old that nothing still needs; 0 keeps them.",
+    )
+    retention_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the worker applies retention."
+    )
 
     # Delivery (used by the delivery capability)
     aws_endpoint_url: str | None = None
