@@ -26,6 +26,7 @@ from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.http import ErrorBody, install_error_handlers
+from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
@@ -47,6 +48,7 @@ Every `/api/v1` request needs `Authorization: Bearer <token>` (from `POST /oauth
 
 def create_app(settings: Settings | None = None) -> EventCollectorApp:
     settings = settings or load_settings()
+    access_log.enabled = settings.access_log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

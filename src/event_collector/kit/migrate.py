@@ -10,10 +10,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, column, inspect, select, table
 
 import event_collector.models  # noqa: F401  (registers every table on the metadata)
 from event_collector.kit.db import Database, metadata
+
+VERSION_TABLE = "alembic_version"
 
 
 def alembic_config() -> Config:
@@ -45,8 +47,19 @@ async def downgrade(db: Database, revision: str) -> None:
 
 
 async def current_revision(db: Database) -> str | None:
+    """The revision the database is at (None: never migrated). Read from Alembic's version table
+    directly: a MigrationContext logs two INFO lines each time, and readiness probes ask often."""
+
     def _current(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+        if not inspect(connection).has_table(VERSION_TABLE):
+            return None
+        versions = connection.execute(
+            select(column("version_num")).select_from(table(VERSION_TABLE))
+        )
+        revisions = versions.scalars().all()
+        if len(revisions) > 1:
+            raise RuntimeError(f"the database has several schema heads: {revisions}")
+        return revisions[0] if revisions else None
 
     async with db.read() as conn:
         return await conn.run_sync(_current)
