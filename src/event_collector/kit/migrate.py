@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, column, inspect, select, table
+from sqlalchemy import Connection, String, column, inspect, select, table
 
 import event_collector.models  # noqa: F401  (registers every table on the metadata)
 from event_collector.kit.db import Database, metadata
@@ -53,10 +53,10 @@ async def current_revision(db: Database) -> str | None:
     def _current(connection: Connection) -> str | None:
         if not inspect(connection).has_table(VERSION_TABLE):
             return None
-        versions = connection.execute(
-            select(column("version_num")).select_from(table(VERSION_TABLE))
+        version_num = column("version_num", String)
+        revisions: list[str] = list(
+            connection.execute(select(version_num).select_from(table(VERSION_TABLE))).scalars()
         )
-        revisions = versions.scalars().all()
         if len(revisions) > 1:
             raise RuntimeError(f"the database has several schema heads: {revisions}")
         return revisions[0] if revisions else None
