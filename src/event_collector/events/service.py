@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 from collections import Counter
@@ -14,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from event_collector.events.feed import FEED_START, decode_cursor, encode_cursor
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.events.schemas import EventIn
@@ -187,20 +186,6 @@ class EventFilters:
     until: datetime | None = None
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("s"):
-            raise ValueError
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
-
-
 async def list_events(
     conn: AsyncConnection,
     tenant: str,
@@ -210,9 +195,9 @@ async def list_events(
     limit: int,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
-    events = await EventRepository.from_connection(conn).list_page(
+    rows = await EventRepository.from_connection(conn).list_page(
         tenant,
-        after_seq=after,
+        after=after,
         limit=limit + 1,
         entity_type=filters.entity_type,
         entity_id=filters.entity_id,
@@ -221,8 +206,12 @@ async def list_events(
         since=filters.since,
         until=filters.until,
     )
-    page, more = events[:limit], len(events) > limit
+    page, more = rows[:limit], len(rows) > limit
+    # A cursor on every page, the last included: a client tailing the live edge polls with it
+    # (where nothing is new, it is the request's own position).
+    position = page[-1][1] if page else (after or FEED_START)
     return {
-        "items": [event.to_api() for event in page],
-        "next_cursor": encode_cursor(page[-1].seq) if more else None,
+        "items": [event.to_api() for event, _ in page],
+        "next_cursor": encode_cursor(position),
+        "has_more": more,
     }
