@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from event_collector.context import AppContext
 from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -39,7 +39,7 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
 
 
 async def test_the_ingest_writer_replaces_a_connection_the_server_closed(
-    backend: str, client, tenant: TenantFixture, context: AppContext
+    backend: str, client, tenant: TenantFixture, context: Runtime
 ) -> None:
     if backend != "postgres":
         pytest.skip("server-side connection loss is a PostgreSQL matter")
