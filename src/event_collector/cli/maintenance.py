@@ -3,7 +3,7 @@ the keys of secrets at rest."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -103,3 +103,43 @@ def reseal_secrets() -> None:
     )
     if unreadable:
         raise typer.Exit(1)
+
+
+@app.command("purge")
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Apply the retention settings (EC_RETENTION_*) now: delete old delivered deliveries,
+    their attempt logs and, when configured, old events nothing needs any more."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from event_collector.ops import retention
+
+    settings = cli_settings()
+    policy = retention.RetentionPolicy.from_settings(settings)
+
+    async def work(db: Database) -> dict[str, int]:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def report(what: str, done: int, total: int) -> None:
+                if what not in tasks:
+                    tasks[what] = bar.add_task(what, total=total)
+                bar.update(tasks[what], completed=done, total=total)
+
+            return await retention.purge(db, policy, dry_run=dry_run, progress=report)
+
+    counts = run_with_database(settings, work)
+    if not counts:
+        console.print("retention is off (every EC_RETENTION_*_DAYS is 0): nothing to purge")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} " + ", ".join(f"{count} {what}" for what, count in counts.items()))

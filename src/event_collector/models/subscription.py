@@ -64,6 +64,8 @@ delivery_table = Table(
     ForeignKeyConstraint(["event_seq"], ["event.seq"], name="fk_delivery_event_seq_event"),
     Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_delivery_tenant_subscription_created", "tenant", "subscription_id", "created_at"),
+    # Deleting an event checks that no delivery points at it (the foreign key, retention).
+    Index("ix_delivery_event_seq", "event_seq"),
 )
 
 delivery_attempt_table = Table(

@@ -1,4 +1,4 @@
-"""event feed: the writing transaction's id on each event (PostgreSQL)
+"""event feed: the writing transaction's id on each event (PostgreSQL); deliveries by event
 
 Revision ID: 0007
 Revises: 0003
@@ -37,9 +37,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("txid IS NOT NULL"),
         sqlite_where=sa.text("txid IS NOT NULL"),
     )
+    # Retention deletes events: each delete checks the foreign key from delivery.event_seq.
+    op.create_index("ix_delivery_event_seq", "delivery", ["event_seq"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_delivery_event_seq", table_name="delivery")
     op.drop_index("ix_event_tenant_txid_seq", table_name="event")
     with op.batch_alter_table("event") as batch_op:
         batch_op.drop_column("txid")
