@@ -7,14 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from event_collector.auth import service as auth_service
+from event_collector.auth.keys import load_signing_keys
 from event_collector.cli.common import (
     app,
     cli_settings,
     console,
+    operator_errors,
+    require_current_schema,
     run_until_signalled,
     run_with_database,
 )
 from event_collector.kit import migrate as migrations
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
@@ -38,7 +42,7 @@ def serve(
         overrides["port"] = port
     settings = cli_settings(**overrides)
     configure_logging(settings.log_format, settings.log_level)
-    run_with_database(settings, lambda db: _bootstrap_demo(db, settings))
+    run_with_database(settings, lambda db: _prepare(db, settings))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -49,6 +53,16 @@ def serve(
         access_log=False,
         server_header=False,
     )
+
+
+async def _prepare(db: Database, settings: Settings) -> None:
+    """What must hold before serving (each failure is one line: cli.common.operator_errors):
+    the database answers with the current schema, the key directory is usable; then the demo
+    tenant on the first start."""
+    await require_current_schema(db)
+    load_signing_keys(settings.key_dir)
+    SecretBox.from_key_dir(settings.key_dir)
+    await _bootstrap_demo(db, settings)
 
 
 async def _bootstrap_demo(db: Database, settings: Settings) -> None:
@@ -90,15 +104,17 @@ def worker() -> None:
 
     settings = cli_settings()
     configure_logging(settings.log_format, settings.log_level)
+    run_with_database(settings, require_current_schema)
 
     def running(runtime: Runtime) -> str:
         assert runtime.dispatcher is not None
         return f"delivery worker {runtime.dispatcher.owner} running (Ctrl-C to stop)"
 
-    run_until_signalled(
-        lambda: Runtime.build(settings, api=False, dispatcher=True),
-        running,
-    )
+    with operator_errors(settings):
+        run_until_signalled(
+            lambda: Runtime.build(settings, api=False, dispatcher=True),
+            running,
+        )
 
 
 @app.command()

@@ -7,13 +7,14 @@ the application factory or the CLI, so a bad value fails at start-up with a clea
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from event_collector.kit.errors import ConfigurationError
 
@@ -144,7 +145,7 @@ class Settings(BaseSettings):
             value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")
         ):
             raise ValueError(
-                "must be sqlite+aiosqlite:///<file> or postgresql+asyncpg://user@host/db"
+                "must be sqlite:///<file> or postgresql://user[:password]@host[:port]/database"
             )
         return value
 
@@ -201,7 +202,15 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"EC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"EC_{'_'.join(str(p) for p in err['loc'][:1]).upper()}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # A complex value (a list of objects) that is not JSON: pydantic-settings names the
+        # field, not the variable, and keeps the parser's reason in the cause.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"EC_{field.group(1).upper()}" if field else "an EC_* variable"
+        reason = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigurationError(f"invalid configuration: {name}: not valid JSON{reason}") from None
