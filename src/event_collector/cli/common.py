@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperOption
 
 from event_collector.kit import migrate as migrations
 from event_collector.kit.db import Database
@@ -20,6 +21,33 @@ from event_collector.kit.errors import EventCollectorError
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops.diagnose import SchemaNotMigrated, check_sqlite_directory, explain
 from event_collector.runtime import Runtime
+
+_CLICK_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _type_label(param: TyperArgument | TyperOption, ctx: Any) -> str | None:
+    """click's labels (TEXT, INTEGER, a|b) and none for flags."""
+    if getattr(param, "is_flag", False):
+        return None
+    label = param.display_type(ctx).removeprefix("<").removesuffix(">")
+    label = label.removeprefix("list[").removesuffix("]")  # a repeatable option: one value
+    return _CLICK_TYPE_NAMES.get(label, label)
+
+
+def _option_label(self: TyperOption, ctx: Any) -> str | None:
+    return self.metavar if self.metavar is not None else _type_label(self, ctx)
+
+
+def _argument_usage(self: TyperArgument) -> str:
+    name = self.display_name_raw.upper()
+    return name if self.required else f"[{name}]"
+
+
+# typer 0.29 labels parameters with Python annotations (`<bool>` on flags, `<list[str]>`) and
+# required arguments as `{tenant}` in the usage line; operators expect click's `TENANT`, `TEXT`.
+TyperOption.display_type_rich = _option_label  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
+TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign]
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -111,8 +111,11 @@ def purge(
         bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
     ] = False,
 ) -> None:
-    """Apply the retention settings (EC_RETENTION_*) now: delete old delivered deliveries,
-    their attempt logs and, when configured, old events nothing needs any more."""
+    """Apply the retention settings (EC_RETENTION_*) now, in batches, with a progress bar.
+
+    Deletes delivered deliveries and their attempt logs, and (when configured) dead letters and
+    events nothing needs any more; never pending deliveries. See docs/retention.md.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from event_collector.ops import retention
