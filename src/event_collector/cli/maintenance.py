@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from event_collector.auth import service as auth_service
 from event_collector.cli.common import (
     YesOption,
     app,
@@ -16,6 +17,7 @@ from event_collector.cli.common import (
     run_with_database,
 )
 from event_collector.kit.db import Database
+from event_collector.kit.errors import NotFound
 
 
 @app.command("rebuild-read-model")
@@ -35,6 +37,13 @@ def rebuild_read_model(
         typer.confirm(f"Rebuild the read model of {scope}?", abort=True)
 
     async def work(db: Database) -> int:
+        if tenant is not None:
+            async with db.read() as conn:
+                known = {row["id"] for row in await auth_service.list_tenants(conn)}
+            if tenant not in known:
+                raise NotFound(
+                    f"tenant {tenant!r} does not exist (see `event-collector tenant list`)"
+                )
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
