@@ -136,7 +136,5 @@ def test_help_has_no_python_type_labels(tmp_path: Path) -> None:
         assert result.returncode == 0
         for odd in ("<bool>", "<str>", "<list[str]>", "{tenant}"):
             assert odd not in result.stdout, (command, odd)
-    assert (
-        "Usage: event-collector client create [OPTIONS] TENANT"
-        in _cli(tmp_path, "client", "create", "--help").stdout
-    )
+    usage = _cli(tmp_path, "client", "create", "--help").stdout
+    assert re.search(r"client create\s+\[OPTIONS\] TENANT", usage), usage
