@@ -68,3 +68,15 @@ async def test_access_log_is_off_by_default(client, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO, logger="event_collector.access"):
         assert (await client.get("/healthz")).status_code == 200
     assert [r for r in caplog.records if r.name == "event_collector.access"] == []
+
+
+def test_ec_access_log_setting_turns_it_on(settings) -> None:
+    from event_collector.app import create_app
+
+    try:
+        create_app(settings.model_copy(update={"access_log": True}))
+        assert access_log.enabled is True
+        create_app(settings)
+        assert access_log.enabled is False
+    finally:
+        access_log.enabled = False
