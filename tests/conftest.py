@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,15 @@ async def tenant(context: Runtime, client: httpx.AsyncClient) -> TenantFixture:
 @pytest_asyncio.fixture
 async def other_tenant(context: Runtime, client: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(context, client)
+
+
+async def wait_until(
+    condition: Callable[[], bool], what: str, within: float = 10.0, interval: float = 0.01
+) -> None:
+    """Wait for ``condition()`` to hold (instead of sleeping for a guessed time); fail with
+    ``what`` when it does not within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting until {what}")
+        await asyncio.sleep(interval)

@@ -221,6 +221,7 @@ def jwks_server() -> Iterator[_JWKSServer]:
     server = _JWKSServer()
     yield server
     server.server.shutdown()
+    server.server.server_close()
 
 
 @pytest_asyncio.fixture

@@ -110,6 +110,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     yield receiver
     receiver.release.set()
     server.shutdown()
+    server.server_close()
 
 
 DELIVERY_OVERRIDES: dict[str, Any] = {

@@ -71,6 +71,7 @@ def receiver() -> Iterator[HoldingReceiver]:
     yield holding
     holding.release.set()
     holding.server.shutdown()
+    holding.server.server_close()
 
 
 @pytest_asyncio.fixture

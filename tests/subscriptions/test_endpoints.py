@@ -477,6 +477,9 @@ async def test_raw_row_and_logs_hold_no_plaintext_secret(
             assert secret.removeprefix("whsec_") not in repr(row)
     assert await stored_secret(context, tenant.name, webhook["id"]) == new_secret
 
+    # The absence below proves something only if the service's logs were captured.
+    service_logs = [r for r in caplog.records if r.name == "event_collector.subscriptions.service"]
+    assert len(service_logs) >= 4, "the creates and the update logged nothing"
     logged = "\n".join(
         f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
         for record in caplog.records

@@ -60,14 +60,9 @@ class Authenticator:
         return principal
 
 
-authenticate_events_read = Authenticator("events:read")
+# The raw ingest routes call it directly (see events.endpoints).
 authenticate_events_write = Authenticator("events:write")
 
-EventsRead = Annotated[Principal, Depends(authenticate_events_read)]
-EventsWrite = Annotated[Principal, Depends(authenticate_events_write)]
-
-authenticate_subscriptions_read = Authenticator("subscriptions:read")
-authenticate_subscriptions_write = Authenticator("subscriptions:write")
-
-SubscriptionsRead = Annotated[Principal, Depends(authenticate_subscriptions_read)]
-SubscriptionsWrite = Annotated[Principal, Depends(authenticate_subscriptions_write)]
+EventsRead = Annotated[Principal, Depends(Authenticator("events:read"))]
+SubscriptionsRead = Annotated[Principal, Depends(Authenticator("subscriptions:read"))]
+SubscriptionsWrite = Annotated[Principal, Depends(Authenticator("subscriptions:write"))]

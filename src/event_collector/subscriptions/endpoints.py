@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
@@ -91,7 +92,7 @@ async def update_subscription(
 
 
 async def _update(
-    conn: WriteConnection,
+    conn: AsyncConnection,
     policy: service.Policy,
     tenant: str,
     subscription_id: str | None,
