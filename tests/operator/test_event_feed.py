@@ -127,7 +127,7 @@ def _start_api(port: int, database_url: str, key_dir: Path) -> subprocess.Popen[
         [sys.executable, "-m", "event_collector", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
 
@@ -136,7 +136,7 @@ async def _wait_ready(base: str, server: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
-            assert server.poll() is None, server.communicate()[1]
+            assert server.poll() is None, f"the API process on {base} exited"
             try:
                 if (await http.get(f"{base}/readyz")).status_code == 200:
                     return
