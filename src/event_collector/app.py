@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
-from event_collector.catalog import endpoints as catalog_endpoints
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
+from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware
@@ -21,6 +21,7 @@ from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
 from event_collector.ops.docs import install_docs
+from event_collector.read_model import endpoints as read_model_endpoints
 from event_collector.runtime import Runtime
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
@@ -40,7 +41,12 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings, api=True, dispatcher=settings.dispatcher_enabled)
+        runtime = Runtime.build(
+            settings,
+            api=True,
+            dispatcher=settings.dispatcher_enabled,
+            scheduler=settings.scheduler_enabled,
+        )
         app.state.runtime = runtime
         try:
             await runtime.start()
@@ -73,7 +79,8 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
-    app.include_router(catalog_endpoints.router)
+    app.include_router(read_model_endpoints.router)
+    app.include_router(job_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

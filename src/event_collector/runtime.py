@@ -16,15 +16,18 @@ from typing import Protocol, TypeVar
 
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
-from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import routing_hook
 from event_collector.events.writer import EventWriter
+from event_collector.jobs.clock import load_clock
+from event_collector.jobs.runner import JobRunner, NoRulesRunner, load_runner
+from event_collector.jobs.scheduler import Scheduler
 from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 from event_collector.ops.retention import RetentionPolicy, RetentionTask
+from event_collector.read_model.apply.hook import apply_events as apply_read_model
 
 
 class Component(Protocol):
@@ -45,18 +48,30 @@ class Runtime:
         self.secrets = secrets
         # The delivery dispatcher running in this process (None when it runs elsewhere).
         self.dispatcher: Dispatcher | None = None
+        # What job runs execute (the scheduler's, the run endpoint's), and the job scheduler
+        # running in this process (None when it runs elsewhere).
+        self.job_runner: JobRunner = NoRulesRunner()
+        self.scheduler: Scheduler | None = None
         self._tokens: TokenService | None = None
         self._writer: EventWriter | None = None
         self._components: list[Component] = []
         self._started: list[Component] = []
 
     @classmethod
-    def build(cls, settings: Settings, *, api: bool, dispatcher: bool) -> Runtime:
+    def build(
+        cls, settings: Settings, *, api: bool, dispatcher: bool, scheduler: bool = False
+    ) -> Runtime:
         """``api``: the token service and the event writer the HTTP API needs;
-        ``dispatcher``: run the delivery dispatcher in this process."""
+        ``dispatcher``: run the delivery dispatcher in this process; ``scheduler``: the job
+        scheduler."""
         runtime = cls(
             settings, Database.from_settings(settings), SecretBox.from_key_dir(settings.key_dir)
         )
+        runtime.job_runner = load_runner(settings, runtime.db)
+        if scheduler:
+            runtime.scheduler = runtime.add(
+                Scheduler(settings, runtime.db, runtime.job_runner, clock=load_clock(settings))
+            )
         if dispatcher:
             runtime.dispatcher = runtime.add(Dispatcher(settings, runtime.db, runtime.secrets))
             # Retention runs where deliveries are processed (serve, worker), not per API process.

@@ -30,12 +30,12 @@ class FeedPosition:
 FEED_START = FeedPosition(0, 0)
 
 
-def encode_cursor(position: FeedPosition) -> str:
+def encode_feed_cursor(position: FeedPosition) -> str:
     raw = f"f{position.txid or 0}.{position.seq}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> FeedPosition:
+def decode_feed_cursor(cursor: str) -> FeedPosition:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if raw.startswith("f"):

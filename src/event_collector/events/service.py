@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 from collections import Counter
@@ -12,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from event_collector.events.feed import FEED_START, decode_cursor, encode_cursor
+from event_collector.events.feed import FEED_START, decode_feed_cursor, encode_feed_cursor
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.events.schemas import EventIn
@@ -186,6 +188,20 @@ class EventFilters:
     until: datetime | None = None
 
 
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+
+
 async def list_events(
     conn: AsyncConnection,
     tenant: str,
@@ -194,7 +210,7 @@ async def list_events(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor) if cursor else None
+    after = decode_feed_cursor(cursor) if cursor else None
     rows = await EventRepository.from_connection(conn).list_page(
         tenant,
         after=after,
@@ -212,6 +228,6 @@ async def list_events(
     position = page[-1][1] if page else (after or FEED_START)
     return {
         "items": [event.to_api() for event, _ in page],
-        "next_cursor": encode_cursor(position),
+        "next_cursor": encode_feed_cursor(position),
         "has_more": more,
     }

@@ -1,7 +1,9 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
-from event_collector.models.catalog import (
-    CATALOG_TABLES,
+from event_collector.models.event import event_table
+from event_collector.models.jobs import job_run_table, job_table
+from event_collector.models.read_model import (
+    READ_MODEL_TABLES,
     customer_table,
     price_history_table,
     price_table,
@@ -15,7 +17,6 @@ from event_collector.models.catalog import (
     wishlist_item_table,
     wishlist_table,
 )
-from event_collector.models.event import event_table
 from event_collector.models.subscription import (
     delivery_attempt_table,
     delivery_table,
@@ -24,11 +25,13 @@ from event_collector.models.subscription import (
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [
-    "CATALOG_TABLES",
+    "READ_MODEL_TABLES",
     "customer_table",
     "delivery_attempt_table",
     "delivery_table",
     "event_table",
+    "job_run_table",
+    "job_table",
     "oauth_client_table",
     "price_history_table",
     "price_table",

@@ -29,14 +29,14 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, Table, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from event_collector.catalog.service import (
-    CATALOG_ENTITY_TYPES,
-    IGNORED_EVENT_TYPES,
-    WRITE_OPERATIONS,
-)
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.read_model.apply.hook import (
+    IGNORED_EVENT_TYPES,
+    READ_MODEL_ENTITY_TYPES,
+    WRITE_OPERATIONS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _dead_lettered(cutoff: datetime) -> ColumnElement[bool]:
 def _unneeded_events(cutoff: datetime) -> ColumnElement[bool]:
     without_read_model_effect = or_(
         event_table.c.entity_type.is_(None),
-        event_table.c.entity_type.not_in(sorted(CATALOG_ENTITY_TYPES)),
+        event_table.c.entity_type.not_in(sorted(READ_MODEL_ENTITY_TYPES)),
         event_table.c.operation.not_in(sorted(WRITE_OPERATIONS)),
         event_table.c.event_type.in_(sorted(IGNORED_EVENT_TYPES)),
     )

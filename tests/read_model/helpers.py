@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from event_collector.catalog.repository import CatalogRepository
+from event_collector.read_model.repository import ReadModelRepository
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
@@ -57,7 +57,7 @@ async def get(client: httpx.AsyncClient, tenant: TenantFixture, path: str) -> An
 
 async def dump(context: Runtime, tenant: str) -> dict[str, list[dict[str, Any]]]:
     async with context.db.read() as conn:
-        return await CatalogRepository(conn).dump(tenant)
+        return await ReadModelRepository(conn).dump(tenant)
 
 
 def comparable(
