@@ -58,7 +58,7 @@ def test_first_start_prints_working_demo_credentials(tmp_path: Path) -> None:
         output, _ = server.communicate(timeout=30)
         client_id = re.search(r"client_id:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
         secret = re.search(r"client_secret:\s+(\S+)", output).group(1)  # type: ignore[union-attr]
-        assert f"curl -s {base}/oauth/token" in output
+        assert f"export API={base}" in output
         assert (tmp_path / "event-collector.db").exists()
 
         # Second start: the demo tenant exists, so nothing is printed again; the credentials work.

@@ -15,10 +15,12 @@ from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
 from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
+from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops import endpoints as ops_endpoints
+from event_collector.ops.docs import install_docs
 from event_collector.read_model import endpoints as read_model_endpoints
 from event_collector.runtime import Runtime
 from event_collector.subscriptions import endpoints as subscription_endpoints
@@ -35,6 +37,7 @@ Every `/api/v1` request needs `Authorization: Bearer <token>` (from `POST /oauth
 
 def create_app(settings: Settings | None = None) -> EventCollectorApp:
     settings = settings or load_settings()
+    access_log.enabled = settings.access_log
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,10 +68,13 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # served with local assets by ops.docs
+        redoc_url=None,
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(ops_endpoints.router)
+    install_docs(app)
     app.include_router(auth_endpoints.router)
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)

@@ -26,6 +26,7 @@ from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
+from event_collector.ops.retention import RetentionPolicy, RetentionTask
 from event_collector.read_model.apply.hook import apply_events as apply_read_model
 
 
@@ -73,6 +74,14 @@ class Runtime:
             )
         if dispatcher:
             runtime.dispatcher = runtime.add(Dispatcher(settings, runtime.db, runtime.secrets))
+            # Retention runs where deliveries are processed (serve, worker), not per API process.
+            runtime.add(
+                RetentionTask(
+                    runtime.db,
+                    RetentionPolicy.from_settings(settings),
+                    settings.retention_interval_seconds,
+                )
+            )
         if api:
             runtime._tokens = TokenService(
                 runtime.db, settings, load_signing_keys(settings.key_dir)

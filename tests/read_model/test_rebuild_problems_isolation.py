@@ -118,8 +118,12 @@ def test_rebuild_cli(settings, monkeypatch) -> None:
 
     monkeypatch.setattr(cli.maintenance, "cli_settings", lambda: settings)
     result = CliRunner().invoke(cli.app, ["rebuild-read-model", "--tenant", "nobody", "--yes"])
+    # An unknown tenant is an error, not a rebuild of nothing (issue 13).
+    assert result.exit_code == 1, result.output
+    assert "tenant 'nobody' does not exist" in result.output
+    result = CliRunner().invoke(cli.app, ["rebuild-read-model", "--yes"])
     assert result.exit_code == 0, result.output
-    assert "from 0 events" in result.output
+    assert "rebuilt the read model of every tenant" in result.output
 
 
 async def test_unusable_payloads_are_recorded_not_fatal(client, context, tenant) -> None:

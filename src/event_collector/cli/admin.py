@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from event_collector.auth import service as auth_service
 from event_collector.cli.common import (
@@ -18,6 +18,7 @@ from event_collector.cli.common import (
     run_with_database,
 )
 from event_collector.kit.db import Database
+from event_collector.kit.timefmt import isoformat_z
 
 tenant_app = typer.Typer(help="Administer tenants.", no_args_is_help=True)
 client_app = typer.Typer(help="Administer OAuth2 clients of a tenant.", no_args_is_help=True)
@@ -45,13 +46,16 @@ def tenant_list(as_json: JsonOption = False) -> None:
         async with db.read() as conn:
             return await auth_service.list_tenants(conn)
 
-    rows = run_with_database(cli_settings(), work)
+    rows = [
+        {**row, "created_at": isoformat_z(row["created_at"])}
+        for row in run_with_database(cli_settings(), work)
+    ]
     if as_json:
         print_json(rows)
         return
     table = Table("tenant", "active clients", "created at")
     for row in rows:
-        table.add_row(row["id"], str(row["clients"]), str(row["created_at"]))
+        table.add_row(row["id"], str(row["clients"]), row["created_at"])
     console.print(table)
 
 
@@ -115,21 +119,44 @@ def client_list(
         async with db.read() as conn:
             return await auth_service.list_clients(conn, tenant)
 
-    rows = run_with_database(cli_settings(), work)
+    rows = [_client_json(row) for row in run_with_database(cli_settings(), work)]
     if as_json:
         print_json(rows)
         return
-    table = Table("client_id", "tenant", "name", "scopes", "created at", "revoked at")
+    # Whole ids on any terminal width (they are pasted into `client revoke`): the other columns
+    # wrap instead.
+    table = Table(
+        Column(
+            "client_id", no_wrap=True, min_width=max((len(r["client_id"]) for r in rows), default=9)
+        ),
+        "tenant",
+        "name",
+        "scopes",
+        "created at",
+        "revoked at",
+    )
     for row in rows:
         table.add_row(
             row["client_id"],
-            row["tenant_id"],
+            row["tenant"],
             row["name"],
-            row["scopes"],
-            str(row["created_at"]),
-            str(row["revoked_at"] or ""),
+            " ".join(row["scopes"]),
+            row["created_at"],
+            row["revoked_at"] or "",
         )
     console.print(table)
+
+
+def _client_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A client as `client create --json` shows one: scopes a list, times ISO-8601."""
+    return {
+        "tenant": row["tenant_id"],
+        "client_id": row["client_id"],
+        "name": row["name"],
+        "scopes": row["scopes"].split(),
+        "created_at": isoformat_z(row["created_at"]),
+        "revoked_at": isoformat_z(row["revoked_at"]) if row["revoked_at"] else None,
+    }
 
 
 @client_app.command("revoke")

@@ -3,10 +3,11 @@ the keys of secrets at rest."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from event_collector.auth import service as auth_service
 from event_collector.cli.common import (
     YesOption,
     app,
@@ -16,6 +17,7 @@ from event_collector.cli.common import (
     run_with_database,
 )
 from event_collector.kit.db import Database
+from event_collector.kit.errors import NotFound
 
 
 @app.command("rebuild-read-model")
@@ -35,6 +37,13 @@ def rebuild_read_model(
         typer.confirm(f"Rebuild the read model of {scope}?", abort=True)
 
     async def work(db: Database) -> int:
+        if tenant is not None:
+            async with db.read() as conn:
+                known = {row["id"] for row in await auth_service.list_tenants(conn)}
+            if tenant not in known:
+                raise NotFound(
+                    f"tenant {tenant!r} does not exist (see `event-collector tenant list`)"
+                )
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -103,3 +112,46 @@ def reseal_secrets() -> None:
     )
     if unreadable:
         raise typer.Exit(1)
+
+
+@app.command("purge")
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Apply the retention settings (EC_RETENTION_*) now, in batches, with a progress bar.
+
+    Deletes delivered deliveries and their attempt logs, and (when configured) dead letters and
+    events nothing needs any more; never pending deliveries. See docs/retention.md.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from event_collector.ops import retention
+
+    settings = cli_settings()
+    policy = retention.RetentionPolicy.from_settings(settings)
+
+    async def work(db: Database) -> dict[str, int]:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def report(what: str, done: int, total: int) -> None:
+                if what not in tasks:
+                    tasks[what] = bar.add_task(what, total=total)
+                bar.update(tasks[what], completed=done, total=total)
+
+            return await retention.purge(db, policy, dry_run=dry_run, progress=report)
+
+    counts = run_with_database(settings, work)
+    if not counts:
+        console.print("retention is off (every EC_RETENTION_*_DAYS is 0): nothing to purge")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} " + ", ".join(f"{count} {what}" for what, count in counts.items()))

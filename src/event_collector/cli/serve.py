@@ -7,14 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from event_collector.auth import service as auth_service
+from event_collector.auth.keys import load_signing_keys
 from event_collector.cli.common import (
     app,
     cli_settings,
     console,
+    operator_errors,
+    require_current_schema,
     run_until_signalled,
     run_with_database,
 )
 from event_collector.kit import migrate as migrations
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
@@ -38,7 +42,7 @@ def serve(
         overrides["port"] = port
     settings = cli_settings(**overrides)
     configure_logging(settings.log_format, settings.log_level)
-    run_with_database(settings, lambda db: _bootstrap_demo(db, settings))
+    run_with_database(settings, lambda db: _prepare(db, settings))
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -51,33 +55,43 @@ def serve(
     )
 
 
+async def _prepare(db: Database, settings: Settings) -> None:
+    """What must hold before serving (each failure is one line: cli.common.operator_errors):
+    the database answers with the current schema, the key directory is usable; then the demo
+    tenant on the first start."""
+    await require_current_schema(db)
+    load_signing_keys(settings.key_dir)
+    SecretBox.from_key_dir(settings.key_dir)
+    await _bootstrap_demo(db, settings)
+
+
 async def _bootstrap_demo(db: Database, settings: Settings) -> None:
     if not settings.bootstrap_demo:
         return
     async with db.write() as conn:
-        if await auth_service.list_tenants(conn):
-            return
-        await auth_service.create_tenant(conn, "demo")
-        client = await auth_service.create_client(conn, "demo", name="demo")
+        tenants = {row["id"] for row in await auth_service.list_tenants(conn)}
+        if not tenants:
+            await auth_service.create_tenant(conn, "demo")
+            client = await auth_service.create_client(conn, "demo", name="demo")
+    if tenants:
+        if "demo" in tenants:
+            console.print(
+                "The demo tenant's credentials were printed on the first start. Lost them? "
+                "Create another client: event-collector client create demo",
+                soft_wrap=True,
+                highlight=False,
+            )
+        return
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    payload = (
-        '{"id":"demo-1","entity_id":"c-1","event_type":"CUSTOMER",'
-        '"event_payload":{"operation":"CREATE",'
-        '"base64_encoded_payload_json":"eyJpZCI6ImMtMSIsImVtYWlsIjoiYUBleGFtcGxlLmNvbSJ9"}}'
-    )
+    # The export lines first: README "Using the API" pastes after them as it is.
     console.print(
         "\n[bold green]First start:[/] created tenant [bold]demo[/] and a client "
         "(the secret is shown only now; set EC_BOOTSTRAP_DEMO=false to skip this).\n"
         f"  client_id:     {client.client_id}\n  client_secret: {client.client_secret}\n\n"
-        "Try it:\n"
-        f"  TOKEN=$(curl -s {base}/oauth/token -d grant_type=client_credentials "
-        f"-d client_id={client.client_id} -d client_secret={client.client_secret} "
-        "| python3 -c 'import sys,json;print(json.load(sys.stdin)[\"access_token\"])')\n"
-        f'  curl -s {base}/api/v1/events -H "Authorization: Bearer $TOKEN" '
-        f"-H 'X-TWC-Tenant: demo' -H 'Content-Type: application/json' -d '{payload}'\n"
-        f'  curl -s {base}/api/v1/events/demo-1 -H "Authorization: Bearer $TOKEN" '
-        "-H 'X-TWC-Tenant: demo'\n"
-        f"  API docs: {base}/docs\n",
+        'Paste these into your shell, then the commands of the README\'s "Using the API":\n\n'
+        f"export API={base}\n"
+        f"export CLIENT_ID={client.client_id} CLIENT_SECRET={client.client_secret}\n\n"
+        f"API docs: {base}/docs\n",
         soft_wrap=True,
         highlight=False,
     )
@@ -90,15 +104,17 @@ def worker() -> None:
 
     settings = cli_settings()
     configure_logging(settings.log_format, settings.log_level)
+    run_with_database(settings, require_current_schema)
 
     def running(runtime: Runtime) -> str:
         assert runtime.dispatcher is not None
         return f"delivery worker {runtime.dispatcher.owner} running (Ctrl-C to stop)"
 
-    run_until_signalled(
-        lambda: Runtime.build(settings, api=False, dispatcher=True),
-        running,
-    )
+    with operator_errors(settings):
+        run_until_signalled(
+            lambda: Runtime.build(settings, api=False, dispatcher=True),
+            running,
+        )
 
 
 @app.command()

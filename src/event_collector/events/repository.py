@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic_core import to_json
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import BigInteger, Select, literal_column, select, tuple_
 
+from event_collector.events.feed import FeedPosition
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
 from event_collector.models import event_table
@@ -66,7 +67,7 @@ class EventRepository:
         self,
         tenant: str,
         *,
-        after_seq: int | None,
+        after: FeedPosition | None,
         limit: int,
         entity_type: str | None = None,
         entity_id: str | None = None,
@@ -74,10 +75,11 @@ class EventRepository:
         operation: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> list[StoredEvent]:
-        statement = self._scoped(tenant)
-        if after_seq is not None:
-            statement = statement.where(event_table.c.seq > after_seq)
+    ) -> list[tuple[StoredEvent, FeedPosition]]:
+        """A page of the feed after ``after``, each event with its own position."""
+        statement: Select[tuple[object, ...]] = select(*_ALL_COLUMNS, event_table.c.txid).where(
+            event_table.c.tenant == tenant
+        )
         if entity_type is not None:
             statement = statement.where(event_table.c.entity_type == entity_type)
         if entity_id is not None:
@@ -91,8 +93,26 @@ class EventRepository:
             statement = statement.where(event_table.c.received_at >= since)
         if until is not None:
             statement = statement.where(event_table.c.received_at < until)
-        result = await self.conn.execute(statement.order_by(event_table.c.seq).limit(limit))
-        return [StoredEvent.from_row(row) for row in result]
+        if backend_of(self.conn).commits_out_of_order:
+            if after is not None and after.txid is None:
+                after = FeedPosition(await self._txid_of(tenant, after.seq), after.seq)
+            statement = postgres_committed_feed(statement, after)
+        else:
+            if after is not None:
+                statement = statement.where(event_table.c.seq > after.seq)
+            statement = statement.order_by(event_table.c.seq)
+        result = await self.conn.execute(statement.limit(limit))
+        return [(StoredEvent.from_row(row), FeedPosition(row.txid or 0, row.seq)) for row in result]
+
+    async def _txid_of(self, tenant: str, seq: int) -> int:
+        """The transaction id of the event at ``seq`` (0 when it is gone): where a cursor from
+        before the feed had transaction ids continues."""
+        txid = await self.conn.scalar(
+            select(event_table.c.txid).where(
+                event_table.c.tenant == tenant, event_table.c.seq == seq
+            )
+        )
+        return int(txid or 0)
 
     async def iter_all(
         self, tenant: str | None, *, after_seq: int, limit: int
@@ -103,6 +123,35 @@ class EventRepository:
             statement = statement.where(event_table.c.tenant == tenant)
         result = await self.conn.execute(statement.order_by(event_table.c.seq).limit(limit))
         return [StoredEvent.from_row(row) for row in result]
+
+
+# The feed's high-water mark: the oldest transaction still running in this database when the
+# statement's snapshot was taken (else the next id to be assigned). Every transaction id below it
+# has committed (its rows are in the snapshot) or rolled back, so nothing can appear below it
+# later. Unlike the snapshot's xmin, transactions of other databases of the cluster (which never
+# write our event table) do not hold it back: an id is skipped only when pg_stat_activity shows
+# it running in another database; unknown ids (not visible to our role, already finished,
+# prepared transactions) count, so the mark errs low (later), never high.
+_FEED_HIGH_WATER_MARK = literal_column(
+    """(SELECT COALESCE(
+        (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+         WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a
+                           WHERE a.backend_xid = xid(x) AND a.datname <> current_database())),
+        pg_snapshot_xmax(pg_current_snapshot()))::text::bigint)""",
+    BigInteger,
+)
+
+
+def postgres_committed_feed(
+    statement: Select[tuple[object, ...]], after: FeedPosition | None
+) -> Select[tuple[object, ...]]:
+    """The PostgreSQL feed order (events.feed): by (writing transaction, seq), only rows below
+    the high-water mark. Index: ix_event_tenant_txid_seq."""
+    txid, seq = event_table.c.txid, event_table.c.seq
+    statement = statement.where(txid < _FEED_HIGH_WATER_MARK)
+    if after is not None:
+        statement = statement.where(tuple_(txid, seq) > tuple_(after.txid, after.seq))
+    return statement.order_by(txid, seq)
 
 
 _INSERT_COLUMNS = (

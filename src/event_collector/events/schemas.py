@@ -199,9 +199,11 @@ class EventOut(BaseModel):
 
 class EventPage(BaseModel):
     items: list[EventOut]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page."
+    next_cursor: str = Field(
+        description="Pass as `cursor` to get the next page; on every page, the last one too "
+        "(where a client tailing the feed polls for new events)."
     )
+    has_more: bool = Field(description="More events match now: fetch the next page at once.")
 
 
 class BatchItemResult(BaseModel):

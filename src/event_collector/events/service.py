@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from event_collector.events.feed import FEED_START, decode_feed_cursor, encode_feed_cursor
 from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.events.schemas import EventIn
@@ -209,10 +210,10 @@ async def list_events(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor) if cursor else None
-    events = await EventRepository.from_connection(conn).list_page(
+    after = decode_feed_cursor(cursor) if cursor else None
+    rows = await EventRepository.from_connection(conn).list_page(
         tenant,
-        after_seq=after,
+        after=after,
         limit=limit + 1,
         entity_type=filters.entity_type,
         entity_id=filters.entity_id,
@@ -221,8 +222,12 @@ async def list_events(
         since=filters.since,
         until=filters.until,
     )
-    page, more = events[:limit], len(events) > limit
+    page, more = rows[:limit], len(rows) > limit
+    # A cursor on every page, the last included: a client tailing the live edge polls with it
+    # (where nothing is new, it is the request's own position).
+    position = page[-1][1] if page else (after or FEED_START)
     return {
-        "items": [event.to_api() for event in page],
-        "next_cursor": encode_cursor(page[-1].seq) if more else None,
+        "items": [event.to_api() for event, _ in page],
+        "next_cursor": encode_feed_cursor(position),
+        "has_more": more,
     }

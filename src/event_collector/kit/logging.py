@@ -8,6 +8,40 @@ import sys
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+access_logger = logging.getLogger("event_collector.access")
+
+
+class AccessLog:
+    """The optional per-request log line (``EC_ACCESS_LOG``). Off, it costs the request path one
+    attribute test: the hot ingest path must not pay for a log nobody reads."""
+
+    __slots__ = ("enabled",)
+
+    def __init__(self) -> None:
+        self.enabled = False
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One line for a served request (called while its request id is still current)."""
+        duration_ms = round(seconds * 1000, 3)
+        access_logger.info(
+            "method=%s route=%s status=%d duration_ms=%s",
+            method,
+            route,
+            status,
+            duration_ms,
+            extra={
+                "request_id": request_id_var.get() or "-",
+                "fields": {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": duration_ms,
+                },
+            },
+        )
+
+
+access_log = AccessLog()
 
 
 class _RequestIdFilter(logging.Filter):
@@ -25,6 +59,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": getattr(record, "request_id", "-"),
         }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from event_collector.kit.errors import UnsupportedMediaType
 from event_collector.kit.http import dumps, error_body, is_json_content_type
-from event_collector.kit.logging import request_id_var
+from event_collector.kit.logging import access_log, request_id_var
 from event_collector.kit.metrics import request_metrics
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -31,7 +31,10 @@ def request_id_from(headers: dict[bytes, bytes]) -> str:
 
 
 def record_request(method: str, route: str, status: int, started: float) -> None:
-    request_metrics.record(method, route, status, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    request_metrics.record(method, route, status, seconds)
+    if access_log.enabled:
+        access_log.record(method, route, status, seconds)
 
 
 @functools.lru_cache(maxsize=64)

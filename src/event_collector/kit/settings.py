@@ -7,13 +7,14 @@ the application factory or the CLI, so a bad value fails at start-up with a clea
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from event_collector.kit.errors import ConfigurationError
 
@@ -77,6 +78,32 @@ class Settings(BaseSettings):
     # Operations
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per HTTP request: method, route, status, duration, request id.",
+    )
+
+    # Retention (ops.retention): 0 keeps rows forever.
+    retention_delivered_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Delete delivered deliveries (and their attempt logs) this many days old.",
+    )
+    retention_failed_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delete dead-lettered (failed) deliveries this many days old; 0 keeps them "
+        "for replay.",
+    )
+    retention_events_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Delete events this many days old that nothing still needs; 0 keeps them.",
+    )
+    retention_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the worker applies retention."
+    )
 
     # Delivery (used by the delivery capability)
     aws_endpoint_url: str | None = None
@@ -136,7 +163,7 @@ class Settings(BaseSettings):
             value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")
         ):
             raise ValueError(
-                "must be sqlite+aiosqlite:///<file> or postgresql+asyncpg://user@host/db"
+                "must be sqlite:///<file> or postgresql://user[:password]@host[:port]/database"
             )
         return value
 
@@ -193,7 +220,15 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"EC_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            f"EC_{'_'.join(str(p) for p in err['loc'][:1]).upper()}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        # A complex value (a list of objects) that is not JSON: pydantic-settings names the
+        # field, not the variable, and keeps the parser's reason in the cause.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"EC_{field.group(1).upper()}" if field else "an EC_* variable"
+        reason = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise ConfigurationError(f"invalid configuration: {name}: not valid JSON{reason}") from None

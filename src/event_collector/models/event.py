@@ -1,4 +1,4 @@
-from sqlalchemy import Column, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, String, Table, Text, UniqueConstraint, text
 
 from event_collector.kit.db import BigIntPK, JSONType, UTCDateTime, metadata
 
@@ -21,7 +21,19 @@ event_table = Table(
     Column("fault_b64", Text(), nullable=True),
     Column("content_hash", String(64), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
+    # PostgreSQL: the writing transaction's id (a server default, 0 for rows older than the
+    # column), so listings can expose only rows every earlier transaction has finished with
+    # (events.feed). NULL on SQLite, whose writes are serial.
+    Column("txid", BigInteger(), nullable=True),
     UniqueConstraint("tenant", "id", name="uq_event_tenant_id"),
     Index("ix_event_tenant_seq", "tenant", "seq"),
     Index("ix_event_tenant_entity_id", "tenant", "entity_id"),
+    Index(
+        "ix_event_tenant_txid_seq",
+        "tenant",
+        "txid",
+        "seq",
+        postgresql_where=text("txid IS NOT NULL"),
+        sqlite_where=text("txid IS NOT NULL"),
+    ),
 )

@@ -49,6 +49,9 @@ class Backend(ABC):
     name: ClassVar[str]
     listens: ClassVar[bool]
     """Whether other processes' writes can be announced to this one (PostgreSQL LISTEN)."""
+    commits_out_of_order: ClassVar[bool]
+    """Whether concurrent writers can commit rows in another order than their sequence numbers
+    (PostgreSQL): a feed read by cursor must then stop at a commit-ordered high-water mark."""
 
     @abstractmethod
     def timestamp(self, value: datetime) -> object:

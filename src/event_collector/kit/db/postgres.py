@@ -22,6 +22,7 @@ from event_collector.kit.db.connection import AnyConnection
 class PostgresBackend(Backend):
     name = "postgresql"
     listens = True
+    commits_out_of_order = True
 
     def timestamp(self, value: datetime) -> object:
         return value

@@ -33,6 +33,7 @@ def sqlite_timestamp(value: datetime) -> str:
 class SQLiteBackend(Backend):
     name = "sqlite"
     listens = False
+    commits_out_of_order = False
 
     def timestamp(self, value: datetime) -> object:
         return sqlite_timestamp(value)

@@ -1,0 +1,213 @@
+"""Retention: deleting old deliveries, their attempt logs and events, in bounded batches.
+
+Applied periodically by :class:`RetentionTask` (a runtime component wherever the delivery
+dispatcher runs: ``serve`` and each ``worker``) and on demand by ``event-collector purge``.
+What is never deleted, whatever the settings:
+
+* a delivery that is not final (``pending``: it is still to be sent), and a dead-lettered one
+  unless ``EC_RETENTION_FAILED_DAYS`` is set (it can be replayed);
+* an event the read model learns from (its rebuild replays every such event: deleting one would
+  change what a rebuild produces). Only events without read-model effect are purged.
+
+Each batch is one short write transaction of at most ``EC_RETENTION_BATCH_SIZE`` rows
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent purgers and the dispatcher never wait
+on each other), so ingest is never held up for long. docs/retention.md has the partition path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import ColumnElement, Table, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from event_collector.kit.db import Database, utcnow
+from event_collector.kit.settings import Settings
+from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.read_model.apply.hook import (
+    IGNORED_EVENT_TYPES,
+    READ_MODEL_ENTITY_TYPES,
+    WRITE_OPERATIONS,
+)
+
+logger = logging.getLogger(__name__)
+
+purged_rows = Counter(
+    "ec_retention_purged_rows_total", "Rows deleted by retention, by table", ["table"]
+)
+
+# A purge step's report: (what, rows done so far, rows to do in all).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Ages in days after which rows go (0: kept forever), and the batch size."""
+
+    delivered_days: float
+    failed_days: float
+    events_days: float
+    batch_size: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetentionPolicy:
+        return cls(
+            delivered_days=settings.retention_delivered_days,
+            failed_days=settings.retention_failed_days,
+            events_days=settings.retention_events_days,
+            batch_size=settings.retention_batch_size,
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One kind of row retention deletes: ``purgeable(cutoff)`` selects them by ``key``."""
+
+    name: str
+    table: Table
+    key: str
+    days: float
+    purgeable: Callable[[datetime], ColumnElement[bool]]
+
+
+def _delivered(cutoff: datetime) -> ColumnElement[bool]:
+    return (delivery_table.c.status == "delivered") & (delivery_table.c.delivered_at < cutoff)
+
+
+def _dead_lettered(cutoff: datetime) -> ColumnElement[bool]:
+    # Dead letters are final about a day after creation (the retry schedule's length).
+    return (delivery_table.c.status == "failed") & (delivery_table.c.created_at < cutoff)
+
+
+def _unneeded_events(cutoff: datetime) -> ColumnElement[bool]:
+    without_read_model_effect = or_(
+        event_table.c.entity_type.is_(None),
+        event_table.c.entity_type.not_in(sorted(READ_MODEL_ENTITY_TYPES)),
+        event_table.c.operation.not_in(sorted(WRITE_OPERATIONS)),
+        event_table.c.event_type.in_(sorted(IGNORED_EVENT_TYPES)),
+    )
+    # Deliveries carry their own message: an event's deliveries never keep it.
+    return (event_table.c.received_at < cutoff) & without_read_model_effect
+
+
+def _targets(policy: RetentionPolicy) -> list[_Target]:
+    targets = [
+        _Target("delivered deliveries", delivery_table, "id", policy.delivered_days, _delivered),
+        _Target("failed deliveries", delivery_table, "id", policy.failed_days, _dead_lettered),
+        _Target("events", event_table, "seq", policy.events_days, _unneeded_events),
+    ]
+    return [target for target in targets if target.days > 0]
+
+
+async def _delete_batch(conn: AsyncConnection, target: _Target, keys: Sequence[Any]) -> int:
+    """Delete the rows ``keys`` of ``target`` (locked by the caller), with the attempt logs of
+    deliveries; counted in the metrics per table."""
+    if target.table is delivery_table:
+        attempts = await conn.execute(
+            delete(delivery_attempt_table).where(delivery_attempt_table.c.delivery_id.in_(keys))
+        )
+        purged_rows.labels(delivery_attempt_table.name).inc(attempts.rowcount)
+    result = await conn.execute(delete(target.table).where(target.table.c[target.key].in_(keys)))
+    purged_rows.labels(target.table.name).inc(result.rowcount)
+    return int(result.rowcount)
+
+
+async def _count(db: Database, target: _Target, cutoff: datetime) -> int:
+    async with db.read() as conn:
+        return int(
+            await conn.scalar(
+                select(func.count()).select_from(target.table).where(target.purgeable(cutoff))
+            )
+            or 0
+        )
+
+
+async def purge(
+    db: Database,
+    policy: RetentionPolicy,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Apply ``policy``: rows deleted per target (with ``dry_run``, the rows that would be)."""
+    now = now or utcnow()
+    done: dict[str, int] = {}
+    for target in _targets(policy):
+        cutoff = now - timedelta(days=target.days)
+        total = await _count(db, target, cutoff)
+        done[target.name] = 0
+        if progress:
+            progress(target.name, 0, total)
+        if dry_run:
+            done[target.name] = total
+            continue
+        key = target.table.c[target.key]
+        while True:
+            async with db.write() as conn:
+                keys = list(
+                    await conn.scalars(
+                        select(key)
+                        .where(target.purgeable(cutoff))
+                        .order_by(key)
+                        .limit(policy.batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                if keys:
+                    done[target.name] += await _delete_batch(conn, target, keys)
+            if progress:
+                progress(target.name, done[target.name], max(total, done[target.name]))
+            if len(keys) < policy.batch_size:
+                break
+            await asyncio.sleep(0)  # let ingest and the dispatcher in between batches
+    return done
+
+
+class RetentionTask:
+    """Applies the retention policy every ``EC_RETENTION_INTERVAL_SECONDS`` (a runtime
+    component). Several processes may run it at once: their batches skip each other's rows."""
+
+    FIRST_RUN_AFTER_SECONDS = 60.0
+
+    def __init__(self, db: Database, policy: RetentionPolicy, interval_seconds: float) -> None:
+        self.db = db
+        self.policy = policy
+        self.interval_seconds = interval_seconds
+        self.runs = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if _targets(self.policy):
+            self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = min(self.FIRST_RUN_AFTER_SECONDS, self.interval_seconds)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.interval_seconds
+            try:
+                purged = await purge(self.db, self.policy)
+            except Exception:
+                logger.exception("retention run failed; retrying in %.0f s", delay)
+                continue
+            self.runs += 1
+            if any(purged.values()):
+                logger.info(
+                    "retention purged %s",
+                    ", ".join(f"{count} {name}" for name, count in purged.items()),
+                )
