@@ -29,6 +29,7 @@ from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
+from event_collector.notifications import endpoints as notification_endpoints
 from event_collector.ops import endpoints as ops_endpoints
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
     app.include_router(catalog_endpoints.router)
+    app.include_router(notification_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -105,7 +105,20 @@ class Settings(BaseSettings):
 
     # Notifications (used by the notification capability)
     email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    email_from: str = "notifications@localhost"
     sendgrid_api_url: str = "https://api.sendgrid.com"
+    sendgrid_api_key: str | None = Field(default=None, repr=False)
+    sendgrid_timeout_seconds: float = Field(default=30.0, gt=0)
+    sendgrid_max_attempts: int = Field(default=5, ge=1, le=20)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = False
+    notify_max_items: int = Field(default=50, ge=1, le=1000)
+    notify_templates_dir: Path | None = Field(
+        default=None, description="Jinja templates that override the built-in email templates."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -16,6 +16,11 @@ from event_collector.models.catalog import (
     wishlist_table,
 )
 from event_collector.models.event import event_table
+from event_collector.models.notifications import (
+    email_settings_table,
+    notification_ledger_table,
+    notification_table,
+)
 from event_collector.models.subscription import (
     delivery_attempt_table,
     delivery_table,
@@ -28,7 +33,10 @@ __all__ = [
     "customer_table",
     "delivery_attempt_table",
     "delivery_table",
+    "email_settings_table",
     "event_table",
+    "notification_ledger_table",
+    "notification_table",
     "oauth_client_table",
     "price_history_table",
     "price_table",
