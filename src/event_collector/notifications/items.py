@@ -95,14 +95,15 @@ def resolved_items(tenant: str) -> Subquery:
     unavailable = or_(
         _flag(vv.c.deleted), _flag(vv.c.disabled), _flag(p.c.deleted), _flag(p.c.disabled)
     )
+    other = price_table.alias("other_price")
     other_currency_price = (
         select(literal(1))
         .where(
-            pr.c.tenant == tenant,
-            pr.c.variant_id == items.c.sellable_id,
-            pr.c.effective_price.is_not(None),
-            pr.c.currency != items.c.baseline_currency,
-            pr.c.deleted.is_not(true()),
+            other.c.tenant == tenant,
+            other.c.variant_id == items.c.sellable_id,
+            other.c.effective_price.is_not(None),
+            other.c.currency != items.c.baseline_currency,
+            other.c.deleted.is_not(true()),
         )
         .exists()
     )
