@@ -257,6 +257,12 @@ def _ledger_episode(
     return ledger_has(ledger.c.item_id == ri.c.item_id, ledger.c.episode == episode)  # type: ignore[no-any-return]
 
 
+def customers_query(tenant: str) -> Select[Any]:
+    """How many known customers have wishlist items (the customers a run considers)."""
+    ri = resolved_items(tenant)
+    return select(func.count(func.distinct(ri.c.customer_id)))
+
+
 def counts_query(tenant: str, params: RuleParameters, now: datetime) -> Select[Any]:
     """(reason, items, customers) per skip reason; reason null = eligible."""
     evaluated = _evaluated(tenant, params, now)

@@ -49,6 +49,7 @@ from event_collector.notifications.rules import (
     RuleParameters,
     candidates_query,
     counts_query,
+    customers_query,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,12 +152,15 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
             counts[key] = counts.get(key, 0) + value
     else:
         counts["sent"] = len(claimed)
+    counts.setdefault("errors", 0)
     return RunOutcome(counts)
 
 
 async def _count_reasons(
     conn: AnyConnection, tenant: str, params: RuleParameters, now: datetime
 ) -> dict[str, int]:
+    """Items per skip reason (``skipped_<reason>``), and customers: ``considered`` (with
+    wishlist items), ``customers_eligible`` and ``skipped_no_eligible_items``."""
     counts = {"items_considered": 0, "items_eligible": 0, "customers_eligible": 0}
     for reason, items, customers in await conn.execute(counts_query(tenant, params, now)):
         counts["items_considered"] += items
@@ -165,6 +169,8 @@ async def _count_reasons(
             counts["customers_eligible"] = customers
         else:
             counts[f"skipped_{reason}"] = items
+    counts["considered"] = int(await conn.scalar(customers_query(tenant)) or 0)
+    counts["skipped_no_eligible_items"] = counts["considered"] - counts["customers_eligible"]
     return counts
 
 
@@ -307,7 +313,7 @@ async def _send_pending(
     """Send the run's unsent notifications (also those a crashed attempt of this run left),
     recording each outcome batch before the next is sent."""
     owner = f"run:{run_id}:{uuid.uuid4().hex[:8]}"
-    counts = {"sent": 0, "failed": 0, "skipped_out_of_stock_at_send": 0}
+    counts = {"sent": 0, "errors": 0, "skipped_out_of_stock_at_send": 0}
     http = deps.http or httpx.AsyncClient(timeout=deps.settings.sendgrid_timeout_seconds)
     try:
         channel = _channel(deps, sender, http)
@@ -410,7 +416,7 @@ async def _record(
                 "sent_at": request.now if outcome.sent else None,
             }
             await repo.record_outcome(request.tenant, outcome.notification_id, owner, values)
-            counts["sent" if outcome.sent else "failed"] += 1
+            counts["sent" if outcome.sent else "errors"] += 1
         unsent = [o.notification_id for o in outcomes if not o.sent and o.certainly_unsent]
         if unsent:
             await repo.release_ledger(request.tenant, unsent)
