@@ -117,3 +117,24 @@ class Shop:
         await self.wishlist(f"w-{cid}", cid)
         for variant in variants:
             await self.item(f"{cid}-{variant}", f"w-{cid}", variant)
+
+
+async def many_shoppers(shop: Shop, count: int, variant: str, prefix: str = "c") -> list[str]:
+    """``count`` consenting customers, each with one wishlist holding ``variant`` (BULK events)."""
+    ids = [f"{prefix}{n:05d}" for n in range(count)]
+    for start in range(0, count, 500):
+        chunk = ids[start : start + 500]
+        customers = [
+            {"id": c, "email": f"{c}@example.com", "accepts_marketing": True} for c in chunk
+        ]
+        await shop.post("CUSTOMER", customers, "BULK_CREATE")
+        wishlists = [
+            {
+                "id": f"w-{c}",
+                "customerId": c,
+                "wishlistItems": [{"id": f"{c}-{variant}", "product": {"selectedVariantId": variant}}],
+            }
+            for c in chunk
+        ]
+        await shop.post("WISHLIST", wishlists, "BULK_CREATE")
+    return ids

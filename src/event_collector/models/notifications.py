@@ -30,6 +30,8 @@ notification_table = Table(
     Column("notification_type", String(16), nullable=False),
     Column("customer_id", String(255), nullable=False),
     Column("recipient", String(320), nullable=True),
+    # The customer as the message shows them (id, ref, email, first/last name).
+    Column("customer", JSONType, nullable=False),
     # outbox | smtp | sendgrid | message
     Column("channel", String(16), nullable=False),
     # pending | sending | sent | failed | skipped

@@ -268,6 +268,7 @@ async def _store(
                     **base,
                     "customer_id": message.customer_id,
                     "recipient": message.recipient,
+                    "customer": message.customer,
                     "channel": channel,
                     "status": "sent" if complete else "pending",
                     "items": message.items,
@@ -376,18 +377,18 @@ async def _recheck_stock(
 
 
 def _outgoing(row: Mapping[str, Any], tenant: str, campaign: Campaign) -> OutgoingEmail:
-    items = row["items"]
-    message = Message(customer={"id": row["customer_id"], "email": row["recipient"]}, items=items, claims=[])
-    data = template_data(message, campaign)
+    customer = row["customer"]
+    message = Message(customer=customer, items=row["items"], claims=[])
+    name = " ".join(part for part in (customer["first_name"], customer["last_name"]) if part)
     return OutgoingEmail(
         notification_id=row["id"],
         recipient=row["recipient"],
-        recipient_name=None,
+        recipient_name=name or None,
         subject=row["subject"],
         text=row["text_body"],
         html=row["html_body"],
         template_id=campaign.template_id,
-        template_data=data,
+        template_data=template_data(message, campaign),
         custom_args={
             "tenant": tenant,
             "job_id": campaign.job_id,

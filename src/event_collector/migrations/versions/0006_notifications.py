@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("notification_type", sa.String(length=16), nullable=False),
         sa.Column("customer_id", sa.String(length=255), nullable=False),
         sa.Column("recipient", sa.String(length=320), nullable=True),
+        sa.Column("customer", event_collector.kit.db.JSONType, nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),
