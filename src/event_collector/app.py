@@ -14,8 +14,6 @@ from fastapi.openapi.utils import get_openapi
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.keys import load_signing_keys
 from event_collector.auth.service import TokenService
-from event_collector.catalog import endpoints as catalog_endpoints
-from event_collector.catalog.service import apply_events as apply_read_model
 from event_collector.context import AppContext
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.delivery.dispatcher import Dispatcher
@@ -31,6 +29,8 @@ from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints
 from event_collector.ops import endpoints as ops_endpoints
+from event_collector.read_model import endpoints as read_model_endpoints
+from event_collector.read_model.service import apply_events as apply_read_model
 from event_collector.subscriptions import endpoints as subscription_endpoints
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
-    app.include_router(catalog_endpoints.router)
+    app.include_router(read_model_endpoints.router)
     app.include_router(notification_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)

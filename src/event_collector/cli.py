@@ -178,7 +178,7 @@ def rebuild_read_model(
     """Clear the read model and replay the stored events into it, in arrival order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from event_collector.catalog import service as catalog_service
+    from event_collector.read_model import service as read_model_service
 
     scope = f"tenant {tenant!r}" if tenant else "every tenant"
     if not yes:
@@ -197,7 +197,7 @@ def rebuild_read_model(
             def report(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return await catalog_service.rebuild(db, tenant, progress=report)
+            return await read_model_service.rebuild(db, tenant, progress=report)
 
     replayed = _run(_settings(), work)
     console.print(f"rebuilt the read model of {scope} from {replayed} events")

@@ -10,7 +10,7 @@ import httpx
 from event_collector.context import AppContext
 from event_collector.notifications.content import Renderer
 from event_collector.notifications.service import NotifyDeps, RunOutcome, RunRequest, execute_run
-from tests.catalog.helpers import post
+from tests.read_model.helpers import post
 from tests.conftest import TenantFixture
 
 
@@ -63,7 +63,7 @@ async def notifications(client: httpx.AsyncClient, tenant: TenantFixture, **quer
 
 
 class Shop:
-    """Posts catalog events for one tenant."""
+    """Posts commerce entity events for one tenant."""
 
     def __init__(self, client: httpx.AsyncClient, tenant: TenantFixture) -> None:
         self.client = client

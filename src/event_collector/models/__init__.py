@@ -1,7 +1,13 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
-from event_collector.models.catalog import (
-    CATALOG_TABLES,
+from event_collector.models.event import event_table
+from event_collector.models.notifications import (
+    email_settings_table,
+    notification_ledger_table,
+    notification_table,
+)
+from event_collector.models.read_model import (
+    READ_MODEL_TABLES,
     customer_table,
     price_history_table,
     price_table,
@@ -15,12 +21,6 @@ from event_collector.models.catalog import (
     wishlist_item_table,
     wishlist_table,
 )
-from event_collector.models.event import event_table
-from event_collector.models.notifications import (
-    email_settings_table,
-    notification_ledger_table,
-    notification_table,
-)
 from event_collector.models.subscription import (
     delivery_attempt_table,
     delivery_table,
@@ -29,7 +29,7 @@ from event_collector.models.subscription import (
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [
-    "CATALOG_TABLES",
+    "READ_MODEL_TABLES",
     "customer_table",
     "delivery_attempt_table",
     "delivery_table",

@@ -135,14 +135,14 @@ def item_data(row: Mapping[str, Any], campaign: Campaign) -> dict[str, Any]:
         "title": row["title"],
         "link": with_utm(row["link"], campaign),
         "image": row["image_link"],
-        "currency": row["baseline_currency"],
+        "currency": row["currency"],
         "price": money(row["price"]),
         "sale_price": money(row["sale_price"]),
         "new_price": money(new_price),
         "old_price": money(old_price),
         "saving": saving,
         "saving_percent": saving_percent,
-        "stock": row["available"],
+        "stock": row["available_stock"],
         # The stock threshold the rule used (BACK_IN_STOCK / LOW_STOCK), for the send-time check.
         "stock_threshold": row["stock_threshold"],
         "notify_me": bool(row["notify_me"]),
@@ -153,9 +153,9 @@ def customer_data(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["customer_id"],
         "ref": row["customer_ref"],
-        "email": row["email"],
-        "first_name": row["first_name"],
-        "last_name": row["last_name"],
+        "email": row["customer_email"],
+        "first_name": row["customer_first_name"],
+        "last_name": row["customer_last_name"],
     }
 
 

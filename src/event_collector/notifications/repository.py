@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from event_collector.kit.db import AnyConnection
-from event_collector.models.catalog import stock_table
+from event_collector.models.read_model import stock_table
 from event_collector.models.notifications import (
     email_settings_table,
     notification_ledger_table,

@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from event_collector.kit.errors import BadRequest
-from event_collector.models.catalog import stock_episode_table
 from event_collector.models.notifications import notification_ledger_table
-from event_collector.notifications.items import resolved_items
+from event_collector.models.read_model import stock_episode_table, stock_table
+from event_collector.read_model.items import resolved_items
 
 PRICE_DROP = "PRICE_DROP"
 BACK_IN_STOCK = "BACK_IN_STOCK"
@@ -130,6 +130,8 @@ def _integer(parameters: dict[str, Any], key: str, default: int) -> int:
 def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
     """Every item of the tenant with its skip reason (null = eligible) and ordering key."""
     ri = resolved_items(tenant)
+    # The stock episode state (read_model.apply): which restock / low-stock episode is current.
+    stock = stock_table.alias("episode_state")
     ledger = notification_ledger_table
     money = Numeric(20, 6)
 
@@ -146,6 +148,7 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
         )
 
     def episode_since_added(kind: str, number: ColumnElement[Any]) -> ColumnElement[bool]:
+        """The episode started after the item was wished for (an older restock is no news)."""
         e = stock_episode_table
         return (
             select(literal(1))
@@ -154,11 +157,12 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
                 e.c.variant_id == ri.c.sellable_id,
                 e.c.kind == kind,
                 e.c.episode == number,
-                (ri.c.added_at.is_(None)) | (e.c.started_at >= ri.c.added_at),
+                ri.c.item_created_time.is_(None) | (e.c.started_at >= ri.c.item_created_time),
             )
             .exists()
         )
 
+    available = ri.c.available_stock
     episode_number: ColumnElement[Any] = null()
     price_level: ColumnElement[Any] = null()
     threshold: ColumnElement[Any] = null()
@@ -173,8 +177,8 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
         )
         rule = [
             (ri.c.baseline_price.is_(None), "no_price"),
-            (and_(ri.c.effective_price.is_(None), ri.c.other_currency_price), "currency_mismatch"),
             (ri.c.effective_price.is_(None), "no_price"),
+            (ri.c.currency != ri.c.baseline_currency, "currency_mismatch"),
             (~triggered, "not_triggered"),
             # Once per new lower price level: anything notified at or below it blocks it.
             (
@@ -192,15 +196,15 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
             ri.c.back_in_stock_threshold, bindparam("bis", params.back_in_stock_threshold)
         )
         triggered = and_(
-            ri.c.restock_cycle >= 1,
-            ri.c.out_of_stock.is_not(True),
-            ri.c.available >= threshold,
-            episode_since_added("back_in_stock", ri.c.restock_cycle),
+            stock.c.restock_cycle >= 1,
+            stock.c.out_of_stock.is_not(True),
+            available >= threshold,
+            episode_since_added("back_in_stock", stock.c.restock_cycle),
         )
-        episode_number = ri.c.restock_cycle
+        episode_number = stock.c.restock_cycle
         rule = [
             (~func.coalesce(triggered, False), "not_triggered"),
-            (_ledger_episode(ledger_has, ri, "restock:", ri.c.restock_cycle), "already_sent"),
+            (_ledger_episode(ledger_has, ri, "restock:", episode_number), "already_sent"),
         ]
         relevance = case((ri.c.notify_me, 0), else_=1)
     elif params.notification == LOW_STOCK:
@@ -208,45 +212,55 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
             ri.c.low_stock_threshold, bindparam("low", params.low_stock_threshold)
         )
         triggered = and_(
-            ri.c.low_stock_cycle >= 1,
-            ri.c.above_low.is_not(True),
-            ri.c.available > 0,
-            ri.c.available <= threshold,
-            episode_since_added("low_stock", ri.c.low_stock_cycle),
+            stock.c.low_stock_cycle >= 1,
+            stock.c.above_low.is_not(True),
+            available > 0,
+            available <= threshold,
+            episode_since_added("low_stock", stock.c.low_stock_cycle),
         )
-        episode_number = ri.c.low_stock_cycle
+        episode_number = stock.c.low_stock_cycle
         rule = [
             (~func.coalesce(triggered, False), "not_triggered"),
-            (_ledger_episode(ledger_has, ri, "low:", ri.c.low_stock_cycle), "already_sent"),
+            (_ledger_episode(ledger_has, ri, "low:", episode_number), "already_sent"),
         ]
-        relevance = ri.c.available
+        relevance = available
     else:
         since = now - params.reminder_interval
         rule = [
             (ledger_has(ledger.c.episode.like("reminder:%"), ledger.c.created_at > since), "cooldown")
         ]
         relevance = literal(0)
+    has_variant_reference = ri.c.item_variant_id.is_not(None) | ri.c.item_variant_ref.is_not(None)
+    known = ri.c.variant_id.is_not(None) | (~has_variant_reference & ri.c.product_id.is_not(None))
     gates: list[tuple[ColumnElement[bool], str]] = [
         (ri.c.customer_id.is_(None), "customer_unknown"),
-        (ri.c.customer_deleted, "customer_deleted"),
-        (func.coalesce(ri.c.email, "") == "", "no_email"),
-        (~ri.c.consent, "no_consent"),
-        (ri.c.item_deleted, "item_deleted"),
+        (func.coalesce(ri.c.customer_deleted, False), "customer_deleted"),
+        (func.coalesce(ri.c.customer_email, "") == "", "no_email"),
+        (~ri.c.customer_consent, "no_consent"),
+        (ri.c.item_deleted | func.coalesce(ri.c.wishlist_deleted, False), "item_deleted"),
         (ri.c.purchased, "purchased"),
         (ri.c.disable_notification, "notification_disabled"),
-        (~ri.c.sellable_known, "product_unknown"),
-        (ri.c.sellable_unavailable, "product_unavailable"),
+        (~known, "product_unknown"),
+        (ri.c.unavailable, "product_unavailable"),
         *rule,
     ]
     reason = case(*[(condition, literal(name)) for condition, name in gates], else_=null())
-    return select(
-        ri,
-        reason.label("reason"),
-        relevance.label("relevance"),
-        episode_number.label("episode_number"),
-        price_level.label("price_level"),
-        threshold.label("stock_threshold"),
-    ).subquery("evaluated")
+    return (
+        select(
+            ri,
+            reason.label("reason"),
+            relevance.label("relevance"),
+            episode_number.label("episode_number"),
+            price_level.label("price_level"),
+            threshold.label("stock_threshold"),
+        )
+        .select_from(
+            ri.outerjoin(
+                stock, and_(stock.c.tenant == tenant, stock.c.variant_id == ri.c.sellable_id)
+            )
+        )
+        .subquery("evaluated")
+    )
 
 
 def _ledger_episode(
@@ -283,7 +297,7 @@ def candidates_query(tenant: str, params: RuleParameters, now: datetime) -> Sele
             partition_by=evaluated.c.customer_id,
             order_by=(
                 evaluated.c.relevance,
-                evaluated.c.added_at.desc().nulls_last(),
+                evaluated.c.item_created_time.desc().nulls_last(),
                 evaluated.c.item_id,
             ),
         )

@@ -8,15 +8,15 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import EventsRead
-from event_collector.catalog import service
-from event_collector.catalog.schemas import (
+from event_collector.context import get_context
+from event_collector.kit.http import error_responses, json_response
+from event_collector.read_model import service
+from event_collector.read_model.schemas import (
     CustomerOut,
     CustomerWishlists,
     ProblemPage,
     VariantOut,
 )
-from event_collector.context import get_context
-from event_collector.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/api/v1", tags=["read model"])
 

@@ -3,7 +3,7 @@ back-in-stock and low-stock episodes, threshold precedence; read through the API
 
 from __future__ import annotations
 
-from tests.catalog.helpers import get, post
+from tests.read_model.helpers import get, post
 
 
 async def _level(client, tenant, variant: str, location: str, on_hand, **more) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.catalog.helpers import dump, post
+from tests.read_model.helpers import dump, post
 
 CUSTOMER = {
     "id": "5f0c8a8e-0000-4000-8000-000000000001",

@@ -18,30 +18,30 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from event_collector.catalog.payloads import (
-    PARSERS,
-    Entity,
-    PayloadProblem,
-    as_text,
-    effective_price,
-)
-from event_collector.catalog.repository import (
-    ENTITY_TABLES,
-    CachingCatalogRepository,
-    CatalogRepository,
-    Row,
-    changed,
-)
 from event_collector.events.model import StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.kit.db import AnyConnection, Database
 from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.models import price_table, stock_table, variant_table, wishlist_item_table
+from event_collector.read_model.payloads import (
+    PARSERS,
+    Entity,
+    PayloadProblem,
+    as_text,
+    effective_price,
+)
+from event_collector.read_model.repository import (
+    ENTITY_TABLES,
+    CachingReadModelRepository,
+    ReadModelRepository,
+    Row,
+    changed,
+)
 
 logger = logging.getLogger(__name__)
 
-CATALOG_ENTITY_TYPES: frozenset[str] = frozenset(PARSERS)
+READ_MODEL_ENTITY_TYPES: frozenset[str] = frozenset(PARSERS)
 # Reports about the platform, not entity changes: never applied even when they name an entity.
 IGNORED_EVENT_TYPES = frozenset({"FAULT", "SYSTEM", "WARNING"})
 WRITE_OPERATIONS = frozenset({"CREATE", "UPDATE", "BULK_CREATE", "BULK_UPDATE", "DELETE"})
@@ -55,7 +55,7 @@ HISTORY_LIMIT = 100
 
 def affects_read_model(event: StoredEvent) -> bool:
     return (
-        event.entity_type in CATALOG_ENTITY_TYPES
+        event.entity_type in READ_MODEL_ENTITY_TYPES
         and event.operation in WRITE_OPERATIONS
         and event.event_type not in IGNORED_EVENT_TYPES
     )
@@ -66,7 +66,7 @@ def affects_read_model(event: StoredEvent) -> bool:
 
 @dataclass(slots=True)
 class _Apply:
-    repo: CatalogRepository
+    repo: ReadModelRepository
     event: StoredEvent
 
     @property
@@ -90,7 +90,7 @@ async def apply_events(conn: AnyConnection, events: Sequence[StoredEvent]) -> No
     """The ingest hook: apply newly stored events, in arrival order, in their transaction.
 
     Payloads are decoded first, then the rows the whole group touches are read in a few queries
-    and the events applied in memory (:class:`CachingCatalogRepository`), then the changes are
+    and the events applied in memory (:class:`CachingReadModelRepository`), then the changes are
     written with one statement per table. A bad payload never raises (the problem is recorded).
     An unexpected error while applying in memory (a bug) writes nothing, so the events are then
     applied one by one, each in a savepoint, and the failing one is recorded as a problem:
@@ -102,7 +102,7 @@ async def apply_events(conn: AnyConnection, events: Sequence[StoredEvent]) -> No
         return
     relevant.sort(key=lambda event: event.seq)
     plans = [_plan(event) for event in relevant]
-    repo = CachingCatalogRepository(conn)
+    repo = CachingReadModelRepository(conn)
     try:
         await _prefetch(repo, plans)
         problems: list[Row] = []
@@ -119,13 +119,13 @@ async def apply_events(conn: AnyConnection, events: Sequence[StoredEvent]) -> No
     for plan in plans:
         try:
             async with conn.begin_nested():
-                single = CachingCatalogRepository(conn)
+                single = CachingReadModelRepository(conn)
                 await _prefetch(single, [plan])
                 await single.add_problems(await _run(single, plan))
                 await single.flush()
         except Exception as exc:
             logger.exception("read-model apply failed for one event")
-            await CatalogRepository(conn).add_problems(
+            await ReadModelRepository(conn).add_problems(
                 [_problem(plan.event, f"internal error while applying: {type(exc).__name__}")]
             )
 
@@ -195,7 +195,7 @@ def _decode(event: StoredEvent) -> list[tuple[Any, ...]]:
     return steps
 
 
-async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> None:
+async def _prefetch(repo: CachingReadModelRepository, plans: Sequence[_Plan]) -> None:
     """Read up front, in a few queries per tenant, what applying these events will touch."""
     ids: dict[str, dict[Table, set[str]]] = {}
     priced: dict[str, set[str]] = {}
@@ -236,7 +236,7 @@ async def _prefetch(repo: CachingCatalogRepository, plans: Sequence[_Plan]) -> N
         )
 
 
-async def _run(repo: CatalogRepository, plan: _Plan) -> list[Row]:
+async def _run(repo: ReadModelRepository, plan: _Plan) -> list[Row]:
     ctx = _Apply(repo, plan.event)
     problems: list[Row] = []
     for step in plan.steps:
@@ -397,7 +397,7 @@ async def _after_price(ctx: _Apply, before: Row | None, after: Row) -> None:
 
 
 async def _resolve_sellable(
-    repo: CatalogRepository, tenant: str, item: Mapping[str, Any]
+    repo: ReadModelRepository, tenant: str, item: Mapping[str, Any]
 ) -> str | None:
     """The id prices and stock of an item are keyed by: its variant, else its product."""
     if item.get("variant_id"):
@@ -580,7 +580,7 @@ async def rebuild(
     Returns the number of events replayed.
     """
     async with db.write() as conn:
-        repo = CatalogRepository(conn)
+        repo = ReadModelRepository(conn)
         total = await repo.count_events(tenant)
         await repo.clear(tenant)
         events_repo = EventRepository.from_connection(conn)
@@ -616,12 +616,6 @@ def _time(value: datetime | None) -> str | None:
     return isoformat_z(value) if value is not None else None
 
 
-def _consented(customer: Mapping[str, Any]) -> bool:
-    if customer["opt_in_active"] is not None:
-        return bool(customer["opt_in_active"])
-    return bool(customer["accepts_marketing"])
-
-
 def customer_out(customer: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": customer["id"],
@@ -634,7 +628,7 @@ def customer_out(customer: Mapping[str, Any]) -> dict[str, Any]:
         "consent": {
             "email_opt_in_active": customer["opt_in_active"],
             "accepts_marketing": customer["accepts_marketing"],
-            "marketing_consent": _consented(customer),
+            "marketing_consent": customer["marketing_consent"],
             "updated_at": _time(customer["consent_updated_at"]),
         },
         "updated_at": _time(customer["updated_at"]),
@@ -642,7 +636,7 @@ def customer_out(customer: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def get_customer(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[str, Any]:
-    customer = await CatalogRepository(conn).customer(tenant, id_or_ref)
+    customer = await ReadModelRepository(conn).customer(tenant, id_or_ref)
     if customer is None:
         raise NotFound(f"no customer with id or ref {id_or_ref!r}")
     return customer_out(customer)
@@ -660,120 +654,17 @@ def _price_out(price: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pick_price(
-    prices: Sequence[Mapping[str, Any]], currency: str | None
-) -> Mapping[str, Any] | None:
-    live = [p for p in prices if p["effective_price"] is not None]
-    for price in live:
-        if price["currency"] == currency:
-            return price
-    return max(live, key=lambda p: p["last_seq"]) if live else None
-
-
 async def get_customer_wishlists(
     conn: AnyConnection, tenant: str, id_or_ref: str
 ) -> dict[str, Any]:
-    repo = CatalogRepository(conn)
+    repo = ReadModelRepository(conn)
     customer = await repo.customer(tenant, id_or_ref)
     if customer is None:
         raise NotFound(f"no customer with id or ref {id_or_ref!r}")
     wishlists = await repo.wishlists_of(tenant, customer)
-    items = await repo.items_of(tenant, wishlists)
-
-    variants = await repo.variants_for(
-        tenant,
-        [i["variant_id"] for i in items if i["variant_id"]],
-        [i["variant_ref"] for i in items if i["variant_ref"]],
-    )
-    variant_by_id = {v["id"]: v for v in variants}
-    variant_by_ref = {
-        v["ref"]: v for v in sorted(variants, key=lambda v: v["deleted"], reverse=True) if v["ref"]
-    }
-    products = await repo.products_for(
-        tenant,
-        [i["product_id"] for i in items if i["product_id"]]
-        + [v["base_product_id"] for v in variants if v["base_product_id"]],
-        [i["product_ref"] for i in items if i["product_ref"]]
-        + [v["base_product_ref"] for v in variants if v["base_product_ref"]],
-    )
-    product_by_id = {p["id"]: p for p in products}
-    product_by_ref = {p["ref"]: p for p in products if p["ref"]}
-
-    resolved: dict[str, tuple[Row | None, Row | None, str | None]] = {}
-    for item in items:
-        variant = variant_by_id.get(item["variant_id"]) if item["variant_id"] else None
-        if variant is None and not item["variant_id"] and item["variant_ref"]:
-            variant = variant_by_ref.get(item["variant_ref"])
-        product = None
-        if variant is not None:
-            product = product_by_id.get(variant["base_product_id"]) or product_by_ref.get(
-                variant["base_product_ref"]
-            )
-        if product is None:
-            product = product_by_id.get(item["product_id"]) or product_by_ref.get(
-                item["product_ref"]
-            )
-        if item["variant_id"]:
-            sellable: str | None = item["variant_id"]
-        elif item["variant_ref"]:
-            sellable = variant["id"] if variant else None
-        else:
-            sellable = item["product_id"]
-        resolved[item["id"]] = (variant, product, sellable)
-
-    sellables = [s for _, _, s in resolved.values() if s]
-    prices: dict[str, list[Row]] = {}
-    for row in await repo.prices_for(tenant, sellables):
-        prices.setdefault(row["variant_id"], []).append(row)
-    stocks = {s["variant_id"]: s for s in await repo.stocks_for(tenant, sellables)}
-
     items_by_wishlist: dict[str, list[dict[str, Any]]] = {w["id"]: [] for w in wishlists}
-    wishlist_by_ref = {w["ref"]: w["id"] for w in wishlists if w["ref"]}
-    for item in items:
-        variant, product, sellable = resolved[item["id"]]
-        price = _pick_price(prices.get(sellable, []) if sellable else [], item["baseline_currency"])
-        stock = stocks.get(sellable) if sellable else None
-        low, bis = thresholds(variant, product)
-        described: Mapping[str, Any] | None = variant or product
-        wishlist_id = item["wishlist_id"] or wishlist_by_ref.get(item["wishlist_ref"])
-        if wishlist_id not in items_by_wishlist:
-            continue
-        items_by_wishlist[wishlist_id].append(
-            {
-                "id": item["id"],
-                "ref": item["ref"],
-                "wishlist_id": item["wishlist_id"],
-                "wishlist_ref": item["wishlist_ref"],
-                "product_id": item["product_id"],
-                "product_ref": item["product_ref"],
-                "variant_id": item["variant_id"],
-                "variant_ref": item["variant_ref"],
-                "resolved_variant_id": variant["id"] if variant else None,
-                "resolved_product_id": product["id"] if product else None,
-                "purchased": bool(item["purchased"]),
-                "disable_notification": bool(item["disable_notification"]),
-                "notify_me": bool(item["notify_me"]),
-                "deleted": item["deleted"],
-                "added_at": _time(item["added_at"]),
-                "title": described["title"] if described else None,
-                "link": described["link"] if described else None,
-                "image_link": described["image_link"] if described else None,
-                "product_deleted": bool(
-                    (variant and (variant["deleted"] or variant["disabled"]))
-                    or (product and (product["deleted"] or product["disabled"]))
-                ),
-                "baseline_price": money(item["baseline_price"]),
-                "baseline_currency": item["baseline_currency"],
-                "currency": price["currency"] if price else None,
-                "price": money(price["price"]) if price else None,
-                "sale_price": money(price["sale_price"]) if price else None,
-                "effective_price": money(price["effective_price"]) if price else None,
-                "available_stock": stock["available"] if stock else None,
-                "low_stock_threshold": low,
-                "back_in_stock_threshold": bis,
-            }
-        )
-
+    for item in await repo.resolved_items_of(tenant, wishlists):
+        items_by_wishlist[item["wishlist_id"]].append(_item_out(item))
     return {
         "customer": customer_out(customer),
         "wishlists": [
@@ -792,8 +683,46 @@ async def get_customer_wishlists(
     }
 
 
+def _item_out(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved item (``read_model.items``) as the read API shows it."""
+    low = item["low_stock_threshold"]
+    back_in_stock = item["back_in_stock_threshold"]
+    return {
+        "id": item["item_id"],
+        "ref": item["item_ref"],
+        "wishlist_id": item["item_wishlist_id"],
+        "wishlist_ref": item["item_wishlist_ref"],
+        "product_id": item["item_product_id"],
+        "product_ref": item["item_product_ref"],
+        "variant_id": item["item_variant_id"],
+        "variant_ref": item["item_variant_ref"],
+        "resolved_variant_id": item["variant_id"],
+        "resolved_product_id": item["product_id"],
+        "purchased": item["purchased"],
+        "disable_notification": item["disable_notification"],
+        "notify_me": item["notify_me"],
+        "deleted": item["item_deleted"],
+        "added_at": _time(item["item_created_time"]),
+        "title": item["title"],
+        "link": item["link"],
+        "image_link": item["image_link"],
+        "product_deleted": item["unavailable"],
+        "baseline_price": money(item["baseline_price"]),
+        "baseline_currency": item["baseline_currency"],
+        "currency": item["currency"],
+        "price": money(item["price"]),
+        "sale_price": money(item["sale_price"]),
+        "effective_price": money(item["effective_price"]),
+        "available_stock": item["available_stock"],
+        "low_stock_threshold": DEFAULT_LOW_STOCK_THRESHOLD if low is None else low,
+        "back_in_stock_threshold": (
+            DEFAULT_BACK_IN_STOCK_THRESHOLD if back_in_stock is None else back_in_stock
+        ),
+    }
+
+
 async def get_variant(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[str, Any]:
-    repo = CatalogRepository(conn)
+    repo = ReadModelRepository(conn)
     variant = await repo.variant(tenant, id_or_ref)
     product: Row | None
     if variant is not None:
@@ -907,7 +836,7 @@ async def list_problems(
     conn: AnyConnection, tenant: str, *, cursor: str | None, limit: int
 ) -> dict[str, Any]:
     after = _decode_cursor(cursor) if cursor else None
-    rows = await CatalogRepository(conn).problems(tenant, after_id=after, limit=limit + 1)
+    rows = await ReadModelRepository(conn).problems(tenant, after_id=after, limit=limit + 1)
     page, more = rows[:limit], len(rows) > limit
     return {
         "items": [

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from event_collector.catalog.repository import CatalogRepository
 from event_collector.context import AppContext
+from event_collector.read_model.repository import ReadModelRepository
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -57,7 +57,7 @@ async def get(client: httpx.AsyncClient, tenant: TenantFixture, path: str) -> An
 
 async def dump(context: AppContext, tenant: str) -> dict[str, list[dict[str, Any]]]:
     async with context.db.read() as conn:
-        return await CatalogRepository(conn).dump(tenant)
+        return await ReadModelRepository(conn).dump(tenant)
 
 
 def comparable(

@@ -11,7 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from event_collector.kit.db import AnyConnection
 from event_collector.models import (
-    CATALOG_TABLES,
+    READ_MODEL_TABLES,
     customer_table,
     event_table,
     price_history_table,
@@ -26,6 +26,7 @@ from event_collector.models import (
     wishlist_item_table,
     wishlist_table,
 )
+from event_collector.read_model.items import marketing_consent, resolved_items
 
 Row = dict[str, Any]
 
@@ -59,7 +60,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
-class CatalogRepository:
+class ReadModelRepository:
     def __init__(self, conn: AnyConnection) -> None:
         self.conn = conn
 
@@ -261,21 +262,26 @@ class CatalogRepository:
 
     # --- the read API ------------------------------------------------------------------------
 
-    async def _one_by_id_or_ref(self, table: Table, tenant: str, id_or_ref: str) -> Row | None:
+    async def _one_by_id_or_ref(
+        self, table: Table, tenant: str, id_or_ref: str, *extra: ColumnElement[Any]
+    ) -> Row | None:
+        """The row with this id, else the one with this ref; ``extra`` columns selected too."""
         row = (
             await self.conn.execute(
-                select(table).where(table.c.tenant == tenant, table.c.id == id_or_ref)
+                select(table, *extra).where(table.c.tenant == tenant, table.c.id == id_or_ref)
             )
         ).first()
         if row is None:
-            return await self._one_by_ref(table, tenant, id_or_ref)
+            return await self._one_by_ref(table, tenant, id_or_ref, *extra)
         return dict(row._mapping)
 
-    async def _one_by_ref(self, table: Table, tenant: str, ref: str) -> Row | None:
+    async def _one_by_ref(
+        self, table: Table, tenant: str, ref: str, *extra: ColumnElement[Any]
+    ) -> Row | None:
         """A live row with this ref before a deleted one (then the lowest id, to be stable)."""
         row = (
             await self.conn.execute(
-                select(table)
+                select(table, *extra)
                 .where(table.c.tenant == tenant, table.c.ref == ref)
                 .order_by(table.c.deleted, table.c.id)
                 .limit(1)
@@ -287,7 +293,9 @@ class CatalogRepository:
         return await self._one_by_ref(variant_table, tenant, ref)
 
     async def customer(self, tenant: str, id_or_ref: str) -> Row | None:
-        return await self._one_by_id_or_ref(customer_table, tenant, id_or_ref)
+        """The customer, with its ``marketing_consent`` (:func:`items.marketing_consent`)."""
+        consent = marketing_consent().label("marketing_consent")
+        return await self._one_by_id_or_ref(customer_table, tenant, id_or_ref, consent)
 
     async def variant(self, tenant: str, id_or_ref: str) -> Row | None:
         return await self._one_by_id_or_ref(variant_table, tenant, id_or_ref)
@@ -305,38 +313,25 @@ class CatalogRepository:
         )
         return [dict(row._mapping) for row in result]
 
-    async def items_of(self, tenant: str, wishlists: Sequence[Mapping[str, Any]]) -> list[Row]:
+    async def resolved_items_of(
+        self, tenant: str, wishlists: Sequence[Mapping[str, Any]]
+    ) -> list[Row]:
+        """The resolved items (:func:`items.resolved_items`) of these wishlists, oldest first."""
         if not wishlists:
             return []
-        t = wishlist_item_table.c
+        items = resolved_items(tenant)
         ids = [w["id"] for w in wishlists]
         refs = [w["ref"] for w in wishlists if w.get("ref")]
-        conditions: list[ColumnElement[bool]] = [t.wishlist_id.in_(ids)]
+        # Narrowed on the item's own columns first, so the indexes on them are used.
+        named: list[ColumnElement[bool]] = [items.c.item_wishlist_id.in_(ids)]
         if refs:
-            conditions.append(and_(t.wishlist_id.is_(None), t.wishlist_ref.in_(refs)))
-        result = await self.conn.execute(
-            select(wishlist_item_table)
-            .where(t.tenant == tenant, or_(*conditions))
-            .order_by(t.first_seq)
-        )
-        return [dict(row._mapping) for row in result]
-
-    async def variants_for(self, tenant: str, ids: Iterable[str], refs: Iterable[str]) -> list[Row]:
-        return await self._by_ids_or_refs(variant_table, tenant, ids, refs)
-
-    async def products_for(self, tenant: str, ids: Iterable[str], refs: Iterable[str]) -> list[Row]:
-        return await self._by_ids_or_refs(product_table, tenant, ids, refs)
-
-    async def _by_ids_or_refs(
-        self, table: Table, tenant: str, ids: Iterable[str], refs: Iterable[str]
-    ) -> list[Row]:
-        ids, refs = list(set(ids)), list(set(refs))
-        if not ids and not refs:
-            return []
-        result = await self.conn.execute(
-            select(table).where(
-                table.c.tenant == tenant, or_(table.c.id.in_(ids), table.c.ref.in_(refs))
+            named.append(
+                and_(items.c.item_wishlist_id.is_(None), items.c.item_wishlist_ref.in_(refs))
             )
+        result = await self.conn.execute(
+            select(items)
+            .where(or_(*named), items.c.wishlist_id.in_(ids))
+            .order_by(items.c.item_first_seq)
         )
         return [dict(row._mapping) for row in result]
 
@@ -403,7 +398,7 @@ class CatalogRepository:
     # --- rebuild -----------------------------------------------------------------------------
 
     async def clear(self, tenant: str | None) -> None:
-        for table in CATALOG_TABLES:
+        for table in READ_MODEL_TABLES:
             statement = delete(table)
             if tenant is not None:
                 statement = statement.where(table.c.tenant == tenant)
@@ -418,7 +413,7 @@ class CatalogRepository:
     async def dump(self, tenant: str) -> dict[str, list[Row]]:
         """Every read-model row of a tenant, in a stable order (tests, rebuild checks)."""
         dumped: dict[str, list[Row]] = {}
-        for table in CATALOG_TABLES:
+        for table in READ_MODEL_TABLES:
             order = [c for c in table.primary_key.columns if c.name != "tenant"]
             result = await self.conn.execute(
                 select(table).where(table.c.tenant == tenant).order_by(*order)
@@ -453,10 +448,10 @@ _APPEND_ONLY = frozenset(
         read_model_problem_table,
     )
 )
-_TABLES_BY_NAME = {t.name: t for t in CATALOG_TABLES}
+_TABLES_BY_NAME = {t.name: t for t in READ_MODEL_TABLES}
 
 
-class CachingCatalogRepository(CatalogRepository):
+class CachingReadModelRepository(ReadModelRepository):
     """The repository the apply path uses for one hook call (one unit of work).
 
     The rows a group of events will touch are read up front in a few queries
@@ -505,7 +500,7 @@ class CachingCatalogRepository(CatalogRepository):
         self._new, self._dirty, self._appends = {}, {}, {}
         self.wrote = self.wrote or bool(new or dirty or appends or baselines)
         for baseline in baselines:
-            await CatalogRepository.set_missing_baselines(
+            await ReadModelRepository.set_missing_baselines(
                 self,
                 baseline["tenant"],
                 sellable_id=baseline["sellable_id"],

@@ -266,7 +266,7 @@ read_model_problem_table = Table(
     Index("ix_read_model_problem_tenant_event_seq", "tenant", "event_seq"),
 )
 
-CATALOG_TABLES = (
+READ_MODEL_TABLES = (
     customer_table,
     wishlist_table,
     wishlist_item_table,

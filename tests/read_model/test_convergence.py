@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.catalog.helpers import BOOKKEEPING, comparable, dump, get, post
 from tests.conftest import make_tenant
+from tests.read_model.helpers import BOOKKEEPING, comparable, dump, get, post
 
 Event = tuple[str, str, dict[str, Any]]
 
