@@ -10,8 +10,8 @@ import httpx
 from event_collector.context import AppContext
 from event_collector.notifications.content import Renderer
 from event_collector.notifications.service import NotifyDeps, RunOutcome, RunRequest, execute_run
-from tests.read_model.helpers import post
 from tests.conftest import TenantFixture
+from tests.read_model.helpers import post
 
 
 def job(notification: str, items: int = -1, job_id: str = "job-1", **parameters: Any) -> dict:
@@ -100,7 +100,9 @@ class Shop:
     async def product(self, pid: str, **fields: Any) -> None:
         await self.post("PRODUCT", {"id": pid, "title": f"Product {pid}", **fields})
 
-    async def price(self, variant: str, price: Any, sale: Any = None, currency: str = "AUD") -> None:
+    async def price(
+        self, variant: str, price: Any, sale: Any = None, currency: str = "AUD"
+    ) -> None:
         payload = {"productVariantId": variant, "currencyCode": currency, "price": price}
         if sale is not None:
             payload["salePrice"] = sale
@@ -108,7 +110,8 @@ class Shop:
 
     async def stock(self, variant: str, on_hand: int) -> None:
         await self.post(
-            "INVENTORY_LEVEL", {"productVariantId": variant, "locationId": "l1", "stockOnHand": on_hand}
+            "INVENTORY_LEVEL",
+            {"productVariantId": variant, "locationId": "l1", "stockOnHand": on_hand},
         )
 
     async def shopper(self, cid: str, variants: list[str], **customer: Any) -> None:
@@ -132,7 +135,9 @@ async def many_shoppers(shop: Shop, count: int, variant: str, prefix: str = "c")
             {
                 "id": f"w-{c}",
                 "customerId": c,
-                "wishlistItems": [{"id": f"{c}-{variant}", "product": {"selectedVariantId": variant}}],
+                "wishlistItems": [
+                    {"id": f"{c}-{variant}", "product": {"selectedVariantId": variant}}
+                ],
             }
             for c in chunk
         ]

@@ -71,7 +71,9 @@ async def test_tenants_see_only_their_own(client, tenant, other_tenant, context)
 
 async def test_scopes(client, context) -> None:
     events_only = await make_tenant(context, client, scopes=["events:read"])
-    assert (await client.get("/api/v1/notifications", headers=events_only.headers)).status_code == 403
+    assert (
+        await client.get("/api/v1/notifications", headers=events_only.headers)
+    ).status_code == 403
     reader = await make_tenant(context, client, scopes=["jobs:read"])
     assert (await client.get("/api/v1/notifications", headers=reader.headers)).status_code == 200
     assert (await client.get("/api/v1/email-settings", headers=reader.headers)).status_code == 200
@@ -108,20 +110,26 @@ async def test_email_settings_key_sealed_masked_and_isolated(
     for name in ("effective", "updated_at"):
         again.pop(name)
     response = await client.put("/api/v1/email-settings", json=again, headers=tenant.headers)
-    assert response.status_code == 200 and response.json()["sender_name"] == "Shop 2"
+    assert response.status_code == 200
+    assert response.json()["sender_name"] == "Shop 2"
     async with context.db.read() as conn:
         row = (
-            await conn.execute(
-                select(email_settings_table).where(email_settings_table.c.tenant == tenant.name)
+            (
+                await conn.execute(
+                    select(email_settings_table).where(email_settings_table.c.tenant == tenant.name)
+                )
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
     assert KEY not in str(dict(row))
     sealed = row["sendgrid_api_key_sealed"]
     assert context.secrets.open(sealed, associated_data=f"email-settings:{tenant.name}") == KEY
     got = await client.get("/api/v1/email-settings", headers=tenant.headers)
     assert KEY not in got.text
     other = await client.get("/api/v1/email-settings", headers=other_tenant.headers)
-    assert other.json()["provider"] is None and other.json()["sendgrid_api_key"] is None
+    assert other.json()["provider"] is None
+    assert other.json()["sendgrid_api_key"] is None
     assert KEY not in caplog.text
     # Clearing returns to the server default.
     response = await client.put(

@@ -25,13 +25,17 @@ async def test_first_price_never_triggers_and_a_drop_sends_once_per_level(
 
     await shop.price("v1", "100.00", "89.00")
     outcome = await run(context, tenant, job("PRICE_DROP"), run_id="r1")
-    assert outcome.counts["messages"] == 1 and outcome.counts["sent"] == 1
+    assert outcome.counts["messages"] == 1
+    assert outcome.counts["sent"] == 1
     [sent] = await notifications(client, tenant, run_id="r1")
-    assert sent["channel"] == "outbox" and sent["status"] == "sent"
+    assert sent["channel"] == "outbox"
+    assert sent["status"] == "sent"
     assert sent["recipient"] == "c1@example.com"
     [item] = sent["items"]
     assert (item["old_price"], item["new_price"], item["saving"]) == ("100.00", "89.00", "11.00")
-    assert "89.00" in sent["text"] and "89.00" in sent["html"] and sent["subject"]
+    assert "89.00" in sent["text"]
+    assert "89.00" in sent["html"]
+    assert sent["subject"]
 
     # A rerun, and a price that rises but stays below the threshold: nothing new.
     assert (await run(context, tenant, job("PRICE_DROP"), run_id="r2")).counts["messages"] == 0
@@ -141,7 +145,8 @@ async def test_gates_and_counts_per_reason(client, tenant, context) -> None:
     assert counts["skipped_item_deleted"] == 1
     assert counts["skipped_product_unavailable"] == 1
     assert counts["skipped_product_unknown"] == 1
-    assert counts["items_eligible"] == 2 and counts["items_considered"] == 12
+    assert counts["items_eligible"] == 2
+    assert counts["items_considered"] == 12
 
 
 async def test_links_get_utm_keeping_query_and_fragment_and_fall_back_to_product(
@@ -173,7 +178,8 @@ async def test_dry_run_records_nothing_and_matches_the_real_run(client, tenant, 
     await shop.price("v1", "100.00", "50.00")
     preview = await run(context, tenant, job("PRICE_DROP"), dry_run=True)
     again = await run(context, tenant, job("PRICE_DROP"), dry_run=True)
-    assert preview.messages == again.messages and len(preview.messages) == 1
+    assert preview.messages == again.messages
+    assert len(preview.messages) == 1
     assert await notifications(client, tenant) == []
     await run(context, tenant, job("PRICE_DROP"), run_id="real")
     [stored] = await notifications(client, tenant)
@@ -192,6 +198,7 @@ async def test_html_is_escaped(client, tenant, context) -> None:
     await shop.shopper("c1", ["v1"], firstName="<b>Eve</b>")
     await shop.price("v1", "100.00", "50.00")
     [message] = (await run(context, tenant, job("PRICE_DROP"), dry_run=True)).messages
-    assert "<script>" not in message["html"] and "&lt;script&gt;" in message["html"]
+    assert "<script>" not in message["html"]
+    assert "&lt;script&gt;" in message["html"]
     assert "<b>Eve" not in message["html"]
     assert "<script>alert(1)</script>" in message["text"]

@@ -61,7 +61,9 @@ class SendGridSink:
             return web.Response(status=202, headers={"X-Message-Id": f"msg-{len(self.requests)}"})
         if status == 429:
             return web.json_response(
-                {"errors": [{"message": "too many requests"}]}, status=429, headers={"Retry-After": "1"}
+                {"errors": [{"message": "too many requests"}]},
+                status=429,
+                headers={"Retry-After": "1"},
             )
         message = "bad request" if status == 400 else "oops"
         return web.json_response({"errors": [{"message": message, "field": None}]}, status=status)
@@ -112,12 +114,14 @@ async def test_batches_retries_and_per_send_outcomes(client, tenant, context, si
     assert sizes == [1000, 1000, 1000, 1000, 1]
     # Retry-After: 1 was honoured between the 429 and the next attempt.
     assert recorder.requests[2][0] - recorder.requests[1][0] >= 0.95
-    assert outcome.counts["sent"] == 2000 and outcome.counts["errors"] == 1
+    assert outcome.counts["sent"] == 2000
+    assert outcome.counts["errors"] == 1
 
     sent = await notifications(client, tenant, run_id="r1", status="sent", limit=500)
     assert {n["provider_message_id"] for n in sent} <= {"msg-1", "msg-4"}
     [failed] = await notifications(client, tenant, run_id="r1", status="failed")
-    assert failed["error"] == "SendGrid 400: bad request" and failed["attempts"] == 1
+    assert failed["error"] == "SendGrid 400: bad request"
+    assert failed["attempts"] == 1
     assert failed["subject"] is None  # SendGrid renders its own template
     ids = {
         p["custom_args"]["notification_id"]
@@ -154,6 +158,7 @@ async def test_dry_run_shows_the_template_data(client, tenant, context) -> None:
     )
     outcome = await run(context, tenant, job("PRICE_DROP", template_id="d-1"), dry_run=True)
     [first, _] = outcome.messages
-    assert first["channels"] == ["sendgrid"] and first["template_id"] == "d-1"
+    assert first["channels"] == ["sendgrid"]
+    assert first["template_id"] == "d-1"
     assert first["dynamic_template_data"]["items"][0]["saving"] == "5.00"
     assert await notifications(client, tenant) == []

@@ -87,11 +87,15 @@ async def test_smtp_sends_multipart_text_and_html(client, tenant, context, mailb
     assert str(email["From"]) == "Shop <shop@example.com>"
     text = email.get_body(("plain",)).get_content()
     html = email.get_body(("html",)).get_content()
-    assert "Red <shoes>" in text and "Red &lt;shoes&gt;" in html
+    assert "Red <shoes>" in text
+    assert "Red &lt;shoes&gt;" in html
     assert "utm_campaign=spring" in text
     stored = await notifications(client, tenant, run_id="r1")
-    assert {n["status"] for n in stored} == {"sent"} and all(n["html"] for n in stored)
-    assert {n["provider_message_id"] for n in stored} == {str(m["Message-ID"]) for m in box.messages}
+    assert {n["status"] for n in stored} == {"sent"}
+    assert all(n["html"] for n in stored)
+    assert {n["provider_message_id"] for n in stored} == {
+        str(m["Message-ID"]) for m in box.messages
+    }
 
 
 async def test_unreachable_smtp_fails_each_send_and_releases_its_claims(
@@ -99,9 +103,11 @@ async def test_unreachable_smtp_fails_each_send_and_releases_its_claims(
 ) -> None:
     settings, _ = await _smtp_shop(client, tenant, context, free_port(), 2)
     outcome = await run(context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings)
-    assert outcome.counts["errors"] == 2 and outcome.counts["sent"] == 0
+    assert outcome.counts["errors"] == 2
+    assert outcome.counts["sent"] == 0
     failed = await notifications(client, tenant, status="failed")
-    assert len(failed) == 2 and "connection" in failed[0]["error"]
+    assert len(failed) == 2
+    assert "connection" in failed[0]["error"]
     async with context.db.read() as conn:
         ledger = notification_ledger_table
         claims = await conn.scalar(
@@ -128,13 +134,18 @@ async def test_run_killed_mid_send_is_taken_over_and_sends_each_message_once(
     assert len(box.messages) == 2
     # Before the dead run's lease expires nobody takes its notifications over.
     early = await run(context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings, now=now)
-    assert early.counts["sent"] == 0 and len(box.messages) == 2
+    assert early.counts["sent"] == 0
+    assert len(box.messages) == 2
     later = now + LEASE + timedelta(seconds=1)
-    outcome = await run(context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings, now=later)
-    assert outcome.counts["sent"] == 3 and outcome.counts["messages"] == 0
+    outcome = await run(
+        context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings, now=later
+    )
+    assert outcome.counts["sent"] == 3
+    assert outcome.counts["messages"] == 0
     assert box.recipients() == sorted(f"{c}@example.com" for c in ids)
     stored = await notifications(client, tenant, run_id="r1")
-    assert len(stored) == 5 and {n["status"] for n in stored} == {"sent"}
+    assert len(stored) == 5
+    assert {n["status"] for n in stored} == {"sent"}
 
 
 async def test_two_runs_racing_notify_each_customer_once(client, tenant, context) -> None:

@@ -50,13 +50,19 @@ async def test_back_in_stock_threshold_precedence_and_notify_me_first(
     for variant in ("v1", "v2", "v3"):
         await shop.stock(variant, 0)
         await shop.stock(variant, 3)
-    outcome = await run(context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=9), dry_run=True)
+    outcome = await run(
+        context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=9), dry_run=True
+    )
     # v2 needs 4 (its own), v1/v3 need 2 (the product's; the job's 9 is only a fallback).
     assert _items(outcome) == ["c1-v3", "c1-v1"]
     await shop.product("p1", backInStockThreshold=None)
-    outcome = await run(context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=9), dry_run=True)
+    outcome = await run(
+        context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=9), dry_run=True
+    )
     assert _items(outcome) == []
-    outcome = await run(context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=3), dry_run=True)
+    outcome = await run(
+        context, tenant, job("BACK_IN_STOCK", back_in_stock_threshold=3), dry_run=True
+    )
     assert _items(outcome) == ["c1-v3", "c1-v1"]
 
 
@@ -68,7 +74,8 @@ async def test_low_stock_once_per_downward_crossing_rearmed_above(client, tenant
     outcome = await run(context, tenant, job("LOW_STOCK"), run_id="r1")
     assert outcome.counts["sent"] == 1
     [sent] = await notifications(client, tenant, run_id="r1")
-    assert sent["items"][0]["stock"] == 4 and "only 4 left" in sent["text"]
+    assert sent["items"][0]["stock"] == 4
+    assert "only 4 left" in sent["text"]
     await shop.stock("v1", 3)  # lower, same episode
     assert (await run(context, tenant, job("LOW_STOCK"), run_id="r2")).counts["messages"] == 0
     await shop.stock("v1", 0)
@@ -106,7 +113,8 @@ async def test_reminder_most_recent_first_with_cooldown(client, tenant, context)
     assert [i["item_id"] for i in sent["items"]] == ["i-v3", "i-v2"]
     later = now + timedelta(days=6)
     outcome = await run(context, tenant, job("REMINDER", items=2), run_id="r2", now=later)
-    assert outcome.counts["messages"] == 0 and outcome.counts["skipped_cooldown"] == 3
+    assert outcome.counts["messages"] == 0
+    assert outcome.counts["skipped_cooldown"] == 3
     # Another job has its own cooldown; this one reminds again after the interval.
     other = await run(context, tenant, job("REMINDER", job_id="job-2"), run_id="r3", now=later)
     assert other.counts["sent"] == 1

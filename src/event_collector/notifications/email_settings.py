@@ -27,7 +27,7 @@ async def resolve_sender(
     conn: AnyConnection, settings: Settings, secrets: SecretBox, tenant: str
 ) -> Sender:
     row = await NotificationRepository(conn).email_settings(tenant)
-    stored: Mapping[str, Any] = row or {}
+    stored: dict[str, Any] = dict(row) if row else {}
     sealed = stored.get("sendgrid_api_key_sealed")
     key = secrets.open(sealed, associated_data=_associated(tenant)) if sealed else None
     return Sender(
@@ -40,7 +40,9 @@ async def resolve_sender(
     )
 
 
-def _to_api(row: Mapping[str, Any] | None, settings: Settings, secrets: SecretBox, tenant: str) -> dict[str, Any]:
+def _to_api(
+    row: Mapping[str, Any] | None, settings: Settings, secrets: SecretBox, tenant: str
+) -> dict[str, Any]:
     stored: Mapping[str, Any] = row or {}
     sealed = stored.get("sendgrid_api_key_sealed")
     return {
@@ -65,7 +67,7 @@ async def get_email_settings(
     conn: AnyConnection, settings: Settings, secrets: SecretBox, tenant: str
 ) -> dict[str, Any]:
     row = await NotificationRepository(conn).email_settings(tenant)
-    return _to_api(row, settings, secrets, tenant)
+    return _to_api(dict(row) if row else {}, settings, secrets, tenant)
 
 
 async def put_email_settings(
@@ -79,9 +81,10 @@ async def put_email_settings(
     """Fields present replace the stored ones (null clears: back to the server default). A
     SendGrid key sent back masked (as GET shows it) keeps the stored key."""
     repo = NotificationRepository(conn)
-    current = await repo.email_settings(tenant)
-    values: dict[str, Any] = {name: (current or {}).get(name) for name in _FIELDS}
-    values["sendgrid_api_key_sealed"] = (current or {}).get("sendgrid_api_key_sealed")
+    row = await repo.email_settings(tenant)
+    current: dict[str, Any] = dict(row) if row else {}
+    values = {name: current.get(name) for name in _FIELDS}
+    values["sendgrid_api_key_sealed"] = current.get("sendgrid_api_key_sealed")
     for name in _FIELDS:
         if name in body:
             values[name] = body[name]

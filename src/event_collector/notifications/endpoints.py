@@ -41,9 +41,7 @@ async def list_notifications(
     job_id: Filter = None,
     run_id: Filter = None,
     customer_id: Filter = None,
-    status: Annotated[
-        str | None, Query(pattern="^(pending|sending|sent|failed|skipped)$")
-    ] = None,
+    status: Annotated[str | None, Query(pattern="^(pending|sending|sent|failed|skipped)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:

@@ -11,12 +11,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
 from event_collector.kit.db import AnyConnection
-from event_collector.models.read_model import stock_table
 from event_collector.models.notifications import (
     email_settings_table,
     notification_ledger_table,
     notification_table,
 )
+from event_collector.models.read_model import stock_table
 
 CHUNK = 1000
 """Rows per multi-row statement (well under both databases' bound-parameter limits)."""
@@ -126,9 +126,7 @@ class NotificationRepository:
         await self.conn.execute(
             update(n)
             .where(n.c.tenant == tenant, n.c.id == notification_id, n.c.lease_owner == owner)
-            .values(
-                lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values)
-            )
+            .values(lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values))
         )
 
     async def release_ledger(self, tenant: str, notification_ids: Sequence[int]) -> None:
@@ -137,9 +135,7 @@ class NotificationRepository:
         ledger = notification_ledger_table
         for chunk in _chunks(notification_ids):
             await self.conn.execute(
-                delete(ledger).where(
-                    ledger.c.tenant == tenant, ledger.c.notification_id.in_(chunk)
-                )
+                delete(ledger).where(ledger.c.tenant == tenant, ledger.c.notification_id.in_(chunk))
             )
 
     async def available_stock(self, tenant: str, sellable_ids: Sequence[str]) -> dict[str, int]:

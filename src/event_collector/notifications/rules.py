@@ -1,4 +1,4 @@
-"""The gates and the four rules (DESIGN §6.2–6.3), evaluated set-wise in SQL.
+"""The gates and the four rules (DESIGN §6.2-6.3), evaluated set-wise in SQL.
 
 One statement classifies every wishlist item of the tenant: ``reason`` is the first gate or rule
 condition it fails (null when the item is eligible), ``relevance`` orders a customer's items,
@@ -227,7 +227,10 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
     else:
         since = now - params.reminder_interval
         rule = [
-            (ledger_has(ledger.c.episode.like("reminder:%"), ledger.c.created_at > since), "cooldown")
+            (
+                ledger_has(ledger.c.episode.like("reminder:%"), ledger.c.created_at > since),
+                "cooldown",
+            )
         ]
         relevance = literal(0)
     has_variant_reference = ri.c.item_variant_id.is_not(None) | ri.c.item_variant_ref.is_not(None)
@@ -268,7 +271,7 @@ def _ledger_episode(
 ) -> ColumnElement[bool]:
     ledger = notification_ledger_table
     episode = literal(prefix, String()) + cast(number, String())
-    return ledger_has(ledger.c.item_id == ri.c.item_id, ledger.c.episode == episode)  # type: ignore[no-any-return]
+    return ledger_has(ledger.c.item_id == ri.c.item_id, ledger.c.episode == episode)
 
 
 def customers_query(tenant: str) -> Select[Any]:
@@ -303,9 +306,7 @@ def candidates_query(tenant: str, params: RuleParameters, now: datetime) -> Sele
         )
         .label("rank")
     )
-    ranked = (
-        select(evaluated, rank).where(evaluated.c.reason.is_(None)).subquery("ranked")
-    )
+    ranked = select(evaluated, rank).where(evaluated.c.reason.is_(None)).subquery("ranked")
     return (
         select(ranked)
         .where(ranked.c.rank <= bindparam("cap", params.items_per_message, Integer()))

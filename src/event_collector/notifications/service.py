@@ -1,4 +1,4 @@
-"""Notification runs (DESIGN §6.2–6.5), the notifications API and the tenant's email settings.
+"""Notification runs (DESIGN §6.2-6.5), the notifications API and the tenant's email settings.
 
 :func:`execute_run` is the jobs' runner: it evaluates the job's rule over the read model in SQL,
 builds one message per customer, and — unless it is a dry run — claims the items in the send
@@ -18,6 +18,7 @@ from itertools import groupby
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import RowMapping
 
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import AnyConnection, Database
@@ -117,7 +118,9 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     async with deps.db.read() as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
         counts = await _count_reasons(conn, request.tenant, params, request.now)
-        rows = (await conn.execute(candidates_query(request.tenant, params, request.now))).mappings()
+        rows = (
+            await conn.execute(candidates_query(request.tenant, params, request.now))
+        ).mappings()
         messages = _messages(list(rows), params, campaign, request.now)
     counts["items_over_cap"] = counts["items_eligible"] - sum(len(m.items) for m in messages)
     email_channel = sender.provider if output in ("email", "both") else None
@@ -206,7 +209,9 @@ def _preview(
         "recipient": message.recipient,
         "notification_type": campaign.notification_type,
         "items": message.items,
-        "channels": [c for c in (email_channel, MESSAGE_CHANNEL if output != "email" else None) if c],
+        "channels": [
+            c for c in (email_channel, MESSAGE_CHANNEL if output != "email" else None) if c
+        ],
     }
     if email_channel == "sendgrid":
         preview["template_id"] = campaign.template_id
@@ -345,10 +350,10 @@ async def _recheck_stock(
     deps: NotifyDeps,
     request: RunRequest,
     campaign: Campaign,
-    leased: list[Any],
+    leased: list[RowMapping],
     owner: str,
     counts: dict[str, int],
-) -> list[Any]:
+) -> list[RowMapping]:
     """BACK_IN_STOCK: a notification whose items all sold out again since the run decided is
     skipped (DESIGN §6.3: stock is re-checked at send time)."""
     if campaign.notification_type != BACK_IN_STOCK:
@@ -357,9 +362,12 @@ async def _recheck_stock(
         stock = await NotificationRepository(conn).available_stock(
             request.tenant, [item["product_id"] for row in leased for item in row["items"]]
         )
-    keep, gone = [], []
+    keep: list[RowMapping] = []
+    gone: list[RowMapping] = []
     for row in leased:
-        in_stock = [i for i in row["items"] if stock.get(i["product_id"], 0) >= i["stock_threshold"]]
+        in_stock = [
+            i for i in row["items"] if stock.get(i["product_id"], 0) >= i["stock_threshold"]
+        ]
         (keep if in_stock else gone).append(row)
     if gone:
         async with deps.db.write() as conn:
@@ -369,14 +377,18 @@ async def _recheck_stock(
                     request.tenant,
                     row["id"],
                     owner,
-                    {"status": "skipped", "reason": "out_of_stock_at_send", "updated_at": request.now},
+                    {
+                        "status": "skipped",
+                        "reason": "out_of_stock_at_send",
+                        "updated_at": request.now,
+                    },
                 )
             await repo.release_ledger(request.tenant, [row["id"] for row in gone])
         counts["skipped_out_of_stock_at_send"] += len(gone)
     return keep
 
 
-def _outgoing(row: Mapping[str, Any], tenant: str, campaign: Campaign) -> OutgoingEmail:
+def _outgoing(row: RowMapping, tenant: str, campaign: Campaign) -> OutgoingEmail:
     customer = row["customer"]
     message = Message(customer=customer, items=row["items"], claims=[])
     name = " ".join(part for part in (customer["first_name"], customer["last_name"]) if part)
@@ -441,7 +453,7 @@ def _decode_cursor(cursor: str) -> int:
         raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
 
 
-def notification_to_api(row: Mapping[str, Any]) -> dict[str, Any]:
+def notification_to_api(row: RowMapping) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "job_id": row["job_id"],
