@@ -74,11 +74,7 @@ class SendGridChannel:
         body: dict[str, Any] = {
             "from": _address(self._sender.from_email, self._sender.from_name),
             "personalizations": [
-                {
-                    "to": [_address(e.recipient, e.recipient_name)],
-                    "dynamic_template_data": e.template_data,
-                    "custom_args": e.custom_args,
-                }
+                {"to": [_address(e.recipient, e.recipient_name)], "custom_args": e.custom_args}
                 for e in emails
             ],
             "categories": first.categories,
@@ -87,6 +83,8 @@ class SendGridChannel:
             body["reply_to"] = _address(self._sender.reply_to_email, self._sender.reply_to_name)
         if first.template_id:
             body["template_id"] = first.template_id
+            for personalization, e in zip(body["personalizations"], emails, strict=True):
+                personalization["dynamic_template_data"] = e.template_data
         else:
             # Without a SendGrid template, send what the built-in templates rendered.
             for personalization, e in zip(body["personalizations"], emails, strict=True):
