@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 
-from event_collector.context import AppContext
 from event_collector.notifications.content import Renderer
 from event_collector.notifications.service import NotifyDeps, RunOutcome, RunRequest, execute_run
 from tests.conftest import TenantFixture
@@ -25,7 +24,7 @@ def job(notification: str, items: int = -1, job_id: str = "job-1", **parameters:
     }
 
 
-def deps(context: AppContext, **overrides: Any) -> NotifyDeps:
+def deps(context: Any, **overrides: Any) -> NotifyDeps:
     values: dict[str, Any] = {
         "db": context.db,
         "settings": context.settings,
@@ -37,7 +36,7 @@ def deps(context: AppContext, **overrides: Any) -> NotifyDeps:
 
 
 async def run(
-    context: AppContext,
+    context: Any,
     tenant: TenantFixture,
     job_row: dict,
     *,

@@ -98,16 +98,14 @@ async def test_items_sorted_by_percent_drop_capped_and_one_message_per_customer(
 
 
 async def test_hard_cap_applies_to_the_whole_wishlist(client, tenant, context) -> None:
-    from dataclasses import replace
-
     shop = await _shop(client, tenant)
     await shop.shopper("c1", ["v1", "v2", "v3"])
     for variant in ("v1", "v2", "v3"):
         await shop.price(variant, "100.00", "50.00")
-    capped = replace(context, settings=context.settings.model_copy(update={"notify_max_items": 2}))
-    outcome = await run(capped, tenant, job("PRICE_DROP", items=-1), dry_run=True)
+    capped = context.settings.model_copy(update={"notify_max_items": 2})
+    outcome = await run(context, tenant, job("PRICE_DROP", items=-1), dry_run=True, settings=capped)
     assert len(outcome.messages[0]["items"]) == 2
-    outcome = await run(capped, tenant, job("PRICE_DROP", items=10), dry_run=True)
+    outcome = await run(context, tenant, job("PRICE_DROP", items=10), dry_run=True, settings=capped)
     assert len(outcome.messages[0]["items"]) == 2
     outcome = await run(context, tenant, job("PRICE_DROP", items=-1), dry_run=True)
     assert len(outcome.messages[0]["items"]) == 3
