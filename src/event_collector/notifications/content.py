@@ -23,6 +23,7 @@ from jinja2 import (
     TemplateNotFound,
     select_autoescape,
 )
+from sqlalchemy.engine import RowMapping
 
 from event_collector.notifications.rules import PRICE_DROP
 
@@ -114,7 +115,7 @@ class Message:
         return str(self.customer["email"])
 
 
-def item_data(row: Mapping[str, Any], campaign: Campaign) -> dict[str, Any]:
+def item_data(row: RowMapping, campaign: Campaign) -> dict[str, Any]:
     """An item as messages show it (from a candidate row of rules.candidates_query)."""
     new_price = row["effective_price"]
     old_price = row["baseline_price"] if campaign.notification_type == PRICE_DROP else None
@@ -149,7 +150,7 @@ def item_data(row: Mapping[str, Any], campaign: Campaign) -> dict[str, Any]:
     }
 
 
-def customer_data(row: Mapping[str, Any]) -> dict[str, Any]:
+def customer_data(row: RowMapping) -> dict[str, Any]:
     return {
         "id": row["customer_id"],
         "ref": row["customer_ref"],

@@ -7,10 +7,11 @@ of a key wins. A notification carries only the items its run claimed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+
+from sqlalchemy.engine import RowMapping
 
 from event_collector.notifications.content import Message
 from event_collector.notifications.repository import NotificationRepository
@@ -23,7 +24,7 @@ from event_collector.notifications.rules import (
 
 
 def episode_of(
-    params: RuleParameters, row: Mapping[str, Any], now: datetime
+    params: RuleParameters, row: RowMapping, now: datetime
 ) -> tuple[str, Decimal | None]:
     """The ledger episode of a candidate item, and the price level for PRICE_DROP."""
     if params.notification == PRICE_DROP:

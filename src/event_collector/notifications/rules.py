@@ -3,8 +3,8 @@
 One statement classifies every wishlist item of the tenant: ``reason`` is the first gate or rule
 condition it fails (null when the item is eligible), ``relevance`` orders a customer's items,
 ``episode_number`` / ``price_level`` say which episode or price level it would be notified for.
-:func:`counts_query` aggregates the reasons; :func:`candidates_query` keeps the eligible items,
-ranked per customer and cut at the item cap, so a run reads only what it will send.
+:func:`run_query` aggregates the reasons and keeps the eligible items, ranked per customer and
+cut at the item cap, in one pass: a run reads only the counts and what it will send.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    union_all,
 )
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 
 from event_collector.kit.errors import BadRequest
 from event_collector.models.notifications import notification_ledger_table
@@ -127,7 +129,7 @@ def _integer(parameters: dict[str, Any], key: str, default: int) -> int:
     return int(number)
 
 
-def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
+def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> CTE:
     """Every item of the tenant with its skip reason (null = eligible) and ordering key."""
     ri = resolved_items(tenant)
     # The stock episode state (read_model.apply): which restock / low-stock episode is current.
@@ -262,7 +264,7 @@ def _evaluated(tenant: str, params: RuleParameters, now: datetime) -> Subquery:
                 stock, and_(stock.c.tenant == tenant, stock.c.variant_id == ri.c.sellable_id)
             )
         )
-        .subquery("evaluated")
+        .cte("evaluated")
     )
 
 
@@ -274,25 +276,18 @@ def _ledger_episode(
     return ledger_has(ledger.c.item_id == ri.c.item_id, ledger.c.episode == episode)
 
 
-def customers_query(tenant: str) -> Select[Any]:
-    """How many known customers have wishlist items (the customers a run considers)."""
-    ri = resolved_items(tenant)
-    return select(func.count(func.distinct(ri.c.customer_id)))
+ITEM = "item"
+COUNT = "count"
 
 
-def counts_query(tenant: str, params: RuleParameters, now: datetime) -> Select[Any]:
-    """(reason, items, customers) per skip reason; reason null = eligible."""
-    evaluated = _evaluated(tenant, params, now)
-    return select(
-        evaluated.c.reason,
-        func.count().label("items"),
-        func.count(func.distinct(evaluated.c.customer_id)).label("customers"),
-    ).group_by(evaluated.c.reason)
+def run_query(tenant: str, params: RuleParameters, now: datetime) -> Select[Any]:
+    """One pass over the tenant's items (the classification is a CTE read twice, which both
+    databases materialise once), two kinds of rows (``row_kind``):
 
-
-def candidates_query(tenant: str, params: RuleParameters, now: datetime) -> Select[Any]:
-    """The eligible items, at most ``items_per_message`` per customer, most relevant first,
-    grouped by customer."""
+    * ``count``: items per (customer, reason), reason null = eligible;
+    * ``item``: the eligible items, at most ``items_per_message`` per customer, ranked most
+      relevant first (``rank``), ordered by customer.
+    """
     evaluated = _evaluated(tenant, params, now)
     rank = (
         func.row_number()
@@ -307,8 +302,16 @@ def candidates_query(tenant: str, params: RuleParameters, now: datetime) -> Sele
         .label("rank")
     )
     ranked = select(evaluated, rank).where(evaluated.c.reason.is_(None)).subquery("ranked")
-    return (
-        select(ranked)
-        .where(ranked.c.rank <= bindparam("cap", params.items_per_message, Integer()))
-        .order_by(ranked.c.customer_id, ranked.c.rank)
-    )
+    items = select(
+        literal(ITEM).label("row_kind"),
+        literal(1).label("items"),
+        *ranked.c,
+    ).where(ranked.c.rank <= bindparam("cap", params.items_per_message, Integer()))
+    shared = {"customer_id": evaluated.c.customer_id, "reason": evaluated.c.reason}
+    counts = select(
+        literal(COUNT).label("row_kind"),
+        func.count().label("items"),
+        *[shared.get(column.name, null()).label(column.name) for column in ranked.c],
+    ).group_by(evaluated.c.customer_id, evaluated.c.reason)
+    combined = union_all(items, counts).subquery("run")
+    return select(combined).order_by(combined.c.row_kind, combined.c.customer_id, combined.c.rank)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -47,10 +47,9 @@ from event_collector.notifications.email_settings import resolve_sender
 from event_collector.notifications.repository import NotificationRepository
 from event_collector.notifications.rules import (
     BACK_IN_STOCK,
+    ITEM,
     RuleParameters,
-    candidates_query,
-    counts_query,
-    customers_query,
+    run_query,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,11 +116,9 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     output = _output(parameters)
     async with deps.db.read() as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
-        counts = await _count_reasons(conn, request.tenant, params, request.now)
-        rows = (
-            await conn.execute(candidates_query(request.tenant, params, request.now))
-        ).mappings()
-        messages = _messages(list(rows), params, campaign, request.now)
+        result = await conn.execute(run_query(request.tenant, params, request.now))
+        counts, candidates = _split(result.mappings())
+    messages = _messages(candidates, params, campaign, request.now)
     counts["items_over_cap"] = counts["items_eligible"] - sum(len(m.items) for m in messages)
     email_channel = sender.provider if output in ("email", "both") else None
     if email_channel in ("outbox", "smtp"):
@@ -159,26 +156,33 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     return RunOutcome(counts)
 
 
-async def _count_reasons(
-    conn: AnyConnection, tenant: str, params: RuleParameters, now: datetime
-) -> dict[str, int]:
-    """Items per skip reason (``skipped_<reason>``), and customers: ``considered`` (with
-    wishlist items), ``customers_eligible`` and ``skipped_no_eligible_items``."""
+def _split(rows: Iterable[RowMapping]) -> tuple[dict[str, int], list[RowMapping]]:
+    """The run query's rows: counts per skip reason (``skipped_<reason>``, items) and customers
+    (``considered``: known customers with wishlist items; ``customers_eligible``;
+    ``skipped_no_eligible_items``), and the candidate items."""
     counts = {"items_considered": 0, "items_eligible": 0, "customers_eligible": 0}
-    for reason, items, customers in await conn.execute(counts_query(tenant, params, now)):
-        counts["items_considered"] += items
-        if reason is None:
-            counts["items_eligible"] = items
-            counts["customers_eligible"] = customers
+    customers: set[str] = set()
+    candidates = []
+    for row in rows:
+        if row["row_kind"] == ITEM:
+            candidates.append(row)
+            continue
+        counts["items_considered"] += row["items"]
+        if row["customer_id"] is not None:
+            customers.add(row["customer_id"])
+        if row["reason"] is None:
+            counts["items_eligible"] += row["items"]
+            counts["customers_eligible"] += 1
         else:
-            counts[f"skipped_{reason}"] = items
-    counts["considered"] = int(await conn.scalar(customers_query(tenant)) or 0)
+            key = f"skipped_{row['reason']}"
+            counts[key] = counts.get(key, 0) + row["items"]
+    counts["considered"] = len(customers)
     counts["skipped_no_eligible_items"] = counts["considered"] - counts["customers_eligible"]
-    return counts
+    return counts, candidates
 
 
 def _messages(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RowMapping],
     params: RuleParameters,
     campaign: Campaign,
     now: datetime,
