@@ -224,9 +224,18 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Templates are read once per process: a stat per render cost more than the render.
+            auto_reload=False,
         )
+        self._chosen: dict[tuple[str, str | None, str], Any] = {}
 
     def _template(self, campaign: Campaign, suffix: str) -> Any:
+        key = (campaign.notification_type, campaign.template_id, suffix)
+        if key not in self._chosen:
+            self._chosen[key] = self._select(campaign, suffix)
+        return self._chosen[key]
+
+    def _select(self, campaign: Campaign, suffix: str) -> Any:
         names = [f"{campaign.notification_type.lower()}.{suffix}"]
         if campaign.template_id and "/" not in campaign.template_id:
             names.insert(0, f"{campaign.template_id}.{suffix}")
