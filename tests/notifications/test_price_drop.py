@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from event_collector.notifications.content import Renderer
 from tests.notifications.helpers import Shop, job, notifications, run
 
 
@@ -200,3 +201,24 @@ async def test_html_is_escaped(client, tenant, context) -> None:
     assert "&lt;script&gt;" in message["html"]
     assert "<b>Eve" not in message["html"]
     assert "<script>alert(1)</script>" in message["text"]
+
+
+async def test_templates_directory_overrides_by_type_and_template_id(
+    client, tenant, context, tmp_path
+) -> None:
+    shop = await _shop(client, tenant)
+    await shop.shopper("c1", ["v1"])
+    await shop.price("v1", "100.00", "50.00")
+    (tmp_path / "price_drop.subject").write_text("Cheaper: {{ items[0].title }}")
+    (tmp_path / "spring-sale.subject").write_text("Spring sale for {{ customer.first_name }}")
+    (tmp_path / "spring-sale.html").write_text("<p>{{ customer.first_name }}</p>")
+    renderer = Renderer(tmp_path)
+    [by_type] = (
+        await run(context, tenant, job("PRICE_DROP"), dry_run=True, renderer=renderer)
+    ).messages
+    assert by_type["subject"] == "Cheaper: Title v1"
+    assert "Good news" in by_type["text"]  # not overridden: the built-in one
+    chosen = job("PRICE_DROP", template_id="spring-sale")
+    [by_id] = (await run(context, tenant, chosen, dry_run=True, renderer=renderer)).messages
+    assert by_id["subject"] == "Spring sale for c1"
+    assert by_id["html"] == "<p>c1</p>"
