@@ -147,6 +147,12 @@ async def prepare(db: Database, args: argparse.Namespace) -> None:
                     for k in range(args.items_per_customer)
                 ],
             )
+    if not db.is_sqlite:
+        # Planner statistics for the freshly written tables (autovacuum would, later).
+        async with db.engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).exec_driver_sql(
+                "ANALYZE"
+            )
     print(f"read model written in {time.perf_counter() - started:.1f} s", flush=True)
 
 

@@ -106,7 +106,7 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     params = RuleParameters.from_job(
         job_id=str(job["id"]),
         notification=str(job["notification"]),
-        number_of_items_in_email=int(job.get("number_of_items_in_email") or -1),
+        number_of_items_in_email=int(job.get("number_of_items_in_email", -1)),
         job_parameters=dict(parameters),
         max_items=deps.settings.notify_max_items,
     )
