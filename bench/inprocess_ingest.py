@@ -116,15 +116,15 @@ async def measure(args: argparse.Namespace) -> None:
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            context = app.state.context
+            runtime = app.state.runtime
             tenant = f"bench-{uuid.uuid4().hex[:8]}"
-            async with context.db.write() as conn:
+            async with runtime.db.write() as conn:
                 await auth_service.create_tenant(conn, tenant)
                 issued = await auth_service.create_client(conn, tenant)
-            issued_token = await context.tokens.issue(issued.client_id, issued.client_secret, None)
+            issued_token = await runtime.tokens.issue(issued.client_id, issued.client_secret, None)
             token = issued_token["access_token"]
             if args.immediate_writer:
-                context.writer = ImmediateWriter(context.db)
+                runtime._writer = ImmediateWriter(runtime.db)  # replaces the runtime's writer
             client = Client(app, token, tenant, uuid.uuid4().hex[:6])
             numbers = iter(range(1, sys.maxsize))
 

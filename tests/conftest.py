@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ from fastapi import FastAPI
 
 from event_collector.app import create_app
 from event_collector.auth import service as auth_service
-from event_collector.context import AppContext
 from event_collector.kit.settings import Settings
+from event_collector.runtime import Runtime
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "EC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -128,8 +130,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-def context(app: FastAPI) -> AppContext:
-    ctx: AppContext = app.state.context
+def context(app: FastAPI) -> Runtime:
+    ctx: Runtime = app.state.runtime
     return ctx
 
 
@@ -153,7 +155,7 @@ class TenantFixture:
 
 
 async def make_tenant(
-    context: AppContext, http: httpx.AsyncClient, scopes: list[str] | None = None
+    context: Runtime, http: httpx.AsyncClient, scopes: list[str] | None = None
 ) -> TenantFixture:
     name = f"t-{uuid.uuid4().hex[:12]}"
     async with context.db.write() as conn:
@@ -174,10 +176,22 @@ async def make_tenant(
 
 
 @pytest_asyncio.fixture
-async def tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixture:
+async def tenant(context: Runtime, client: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(context, client)
 
 
 @pytest_asyncio.fixture
-async def other_tenant(context: AppContext, client: httpx.AsyncClient) -> TenantFixture:
+async def other_tenant(context: Runtime, client: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(context, client)
+
+
+async def wait_until(
+    condition: Callable[[], bool], what: str, within: float = 10.0, interval: float = 0.01
+) -> None:
+    """Wait for ``condition()`` to hold (instead of sleeping for a guessed time); fail with
+    ``what`` when it does not within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting until {what}")
+        await asyncio.sleep(interval)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 
-from event_collector.context import AppContext
 from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
-from tests.conftest import TenantFixture
+from event_collector.runtime import Runtime
+from tests.conftest import TenantFixture, wait_until
 from tests.factories import event_body
 
 
@@ -26,12 +26,13 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
     try:
         async with db.read() as conn:
             pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            driver = (await conn.get_raw_connection()).driver_connection
         admin = await asyncpg.connect(_plain_url(db))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:
             await admin.close()
-        await asyncio.sleep(0.2)  # the driver sees the socket close
+        await wait_until(driver.is_closed, "the driver sees the socket close")
         async with db.read() as conn:
             assert await conn.scalar(text("SELECT pg_backend_pid()")) != pid
     finally:
@@ -39,7 +40,7 @@ async def test_a_connection_the_server_closed_is_replaced_at_checkout(
 
 
 async def test_the_ingest_writer_replaces_a_connection_the_server_closed(
-    backend: str, client, tenant: TenantFixture, context: AppContext
+    backend: str, client, tenant: TenantFixture, context: Runtime
 ) -> None:
     if backend != "postgres":
         pytest.skip("server-side connection loss is a PostgreSQL matter")
@@ -55,7 +56,12 @@ async def test_the_ingest_writer_replaces_a_connection_the_server_closed(
     finally:
         await admin.close()
     assert terminated >= 1
-    await asyncio.sleep(0.2)  # the driver sees the sockets close
+    kept = [conn for conn, _ in context.db._writer_connections]
+    assert kept, "the writer kept no connection to lose"
+    await wait_until(
+        lambda: all(c.sync_connection.connection.driver_connection.is_closed() for c in kept),
+        "the driver sees the sockets close",
+    )
     again = await client.post("/api/v1/events", json=event_body(), headers=tenant.headers)
     assert again.status_code == 201, again.text
 
@@ -64,23 +70,39 @@ def _plain_url(db: Database) -> str:
     return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+@dataclass
+class Clock:
+    """Stands in for kit.db's monotonic clock: idleness without waiting for it."""
+
+    now: float = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sit_idle(self) -> None:
+        self.now += kit_db.PING_AFTER_IDLE_SECONDS + 1
+
+
 @pytest.fixture
-async def quickly_idle_db(
-    backend: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Database]:
-    """A PostgreSQL Database whose connections count as idle after 0.2 s."""
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(kit_db, "time", fake)
+    return fake
+
+
+@pytest.fixture
+async def postgres_db(backend: str, settings: Settings) -> AsyncIterator[Database]:
     if backend != "postgres":
         pytest.skip("SQLite connections are neither pinged nor renewed")
-    monkeypatch.setattr(kit_db, "PING_AFTER_IDLE_SECONDS", 0.2)
     db = Database.from_settings(settings)
     yield db
     await db.dispose()
 
 
 async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
-    quickly_idle_db: Database,
+    clock: Clock, postgres_db: Database
 ) -> None:
-    db = quickly_idle_db
+    db = postgres_db
     queries: list[str] = []
     async with db.read() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
@@ -88,21 +110,21 @@ async def test_only_a_pooled_connection_that_sat_idle_is_pinged(
     async with db.read() as conn:
         await conn.execute(text("SELECT 1"))
     assert ";" not in queries, "a connection in use was pinged"
-    await asyncio.sleep(0.3)
+    clock.sit_idle()
     async with db.read() as conn:
         await conn.execute(text("SELECT 1"))
     assert ";" in queries, "an idle connection was not pinged"
 
 
 async def test_the_writer_keeps_its_connection_while_busy_and_renews_it_after_idling(
-    quickly_idle_db: Database,
+    clock: Clock, postgres_db: Database
 ) -> None:
     async def writer_backend() -> int:
-        async with quickly_idle_db.write_inline() as conn:
+        async with postgres_db.write_inline() as conn:
             pid: int = await conn.scalar(text("SELECT pg_backend_pid()"))
             return pid
 
     first = await writer_backend()
     assert await writer_backend() == first
-    await asyncio.sleep(0.3)
+    clock.sit_idle()
     assert await writer_backend() != first

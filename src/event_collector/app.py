@@ -1,9 +1,8 @@
-"""The application factory: builds every resource in the lifespan, wires the routers."""
+"""The application factory: runs the runtime (runtime.py) in the lifespan, wires the routers."""
 
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,17 +11,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
-from event_collector.auth.keys import load_signing_keys
-from event_collector.auth.service import TokenService
-from event_collector.context import AppContext
 from event_collector.delivery import endpoints as delivery_endpoints
-from event_collector.delivery.dispatcher import Dispatcher
-from event_collector.delivery.routing import routing_hook
 from event_collector.events import endpoints as event_endpoints
-from event_collector.events.writer import EventWriter
-from event_collector.kit import migrate
-from event_collector.kit.crypto import SecretBox
-from event_collector.kit.db import Database
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
@@ -30,10 +20,8 @@ from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints
 from event_collector.ops import endpoints as ops_endpoints
 from event_collector.read_model import endpoints as read_model_endpoints
-from event_collector.read_model.service import apply_events as apply_read_model
+from event_collector.runtime import Runtime
 from event_collector.subscriptions import endpoints as subscription_endpoints
-
-logger = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Collects commerce entity events over REST, stores them durably, and forwards them at least once
@@ -50,46 +38,21 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database.from_settings(settings)
-        if settings.should_auto_migrate:
-            await migrate.upgrade(db)
-        keys = load_signing_keys(settings.key_dir)
-        writer = EventWriter(
-            db,
-            max_group_events=settings.ingest_group_max_events,
-            max_inflight_groups=settings.inflight_ingest_groups,
-        )
-        secrets = SecretBox.from_key_dir(settings.key_dir)
-        dispatcher: Dispatcher | None = None
-        if settings.dispatcher_enabled:
-            dispatcher = Dispatcher(settings, db, secrets)
-        writer.add_hook(routing_hook(dispatcher.wake if dispatcher else None))
-        # The commerce read model commits with the events it learns from.
-        writer.add_hook(apply_read_model)
-        app.state.context = AppContext(
-            settings=settings,
-            db=db,
-            tokens=TokenService(db, settings, keys),
-            writer=writer,
-            secrets=secrets,
-            dispatcher=dispatcher,
-        )
-        if dispatcher is not None:
-            await dispatcher.start()
-        # What start-up built (modules, models, the engine, compiled schemas, AWS service
-        # models) lives as long as the process: take it out of the cyclic garbage collector's
-        # scans. Ingest allocates many short-lived objects per event, and every full collection
-        # walked those hundreds of thousands of permanent ones too: ~80 ms pauses about once a
-        # second under single-event load (the p99), over a quarter of a batch's CPU per event.
-        gc.collect()
-        gc.freeze()
+        runtime = Runtime.build(settings, api=True, dispatcher=settings.dispatcher_enabled)
+        app.state.runtime = runtime
         try:
+            await runtime.start()
+            # What start-up built (modules, models, the engine, compiled schemas, AWS service
+            # models) lives as long as the process: take it out of the cyclic garbage
+            # collector's scans. Ingest allocates many short-lived objects per event, and every
+            # full collection walked those hundreds of thousands of permanent ones too: ~80 ms
+            # pauses about once a second under single-event load (the p99), over a quarter of a
+            # batch's CPU per event.
+            gc.collect()
+            gc.freeze()
             yield
         finally:
-            await writer.drain()
-            if dispatcher is not None:
-                await dispatcher.stop()
-            await db.dispose()
+            await runtime.stop()
 
     app = EventCollectorApp(
         title="Event Collector",

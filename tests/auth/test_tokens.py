@@ -221,6 +221,7 @@ def jwks_server() -> Iterator[_JWKSServer]:
     server = _JWKSServer()
     yield server
     server.server.shutdown()
+    server.server.server_close()
 
 
 @pytest_asyncio.fixture
@@ -241,7 +242,7 @@ async def external_client(
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with app.state.context.db.write() as conn:
+        async with app.state.runtime.db.write() as conn:
             for name in ("acme-ext", "beta-ext"):
                 if not await auth_service.TenantRepository.from_connection(conn).exists(name):
                     await auth_service.create_tenant(conn, name)

@@ -20,8 +20,8 @@ from fastapi import FastAPI
 from moto.server import ThreadedMotoServer
 
 from event_collector.app import create_app
-from event_collector.context import AppContext
 from event_collector.kit.settings import Settings
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, make_settings, make_tenant
 
 
@@ -110,6 +110,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     yield receiver
     receiver.release.set()
     server.shutdown()
+    server.server_close()
 
 
 DELIVERY_OVERRIDES: dict[str, Any] = {
@@ -148,8 +149,8 @@ async def dapp(delivery_settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-def dcontext(dapp: FastAPI) -> AppContext:
-    ctx: AppContext = dapp.state.context
+def dcontext(dapp: FastAPI) -> Runtime:
+    ctx: Runtime = dapp.state.runtime
     return ctx
 
 
@@ -161,10 +162,10 @@ async def dclient(dapp: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture
-async def dtenant(dcontext: AppContext, dclient: httpx.AsyncClient) -> TenantFixture:
+async def dtenant(dcontext: Runtime, dclient: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(dcontext, dclient)
 
 
 @pytest_asyncio.fixture
-async def dother_tenant(dcontext: AppContext, dclient: httpx.AsyncClient) -> TenantFixture:
+async def dother_tenant(dcontext: Runtime, dclient: httpx.AsyncClient) -> TenantFixture:
     return await make_tenant(dcontext, dclient)

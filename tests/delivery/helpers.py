@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 from sqlalchemy import insert, select
 
-from event_collector.context import AppContext
 from event_collector.kit.db import utcnow
 from event_collector.models import delivery_attempt_table, delivery_table, event_table
 from event_collector.models import subscription_table as s
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -26,7 +26,7 @@ def webhook_secret() -> str:
 
 
 async def create_subscription(
-    context: AppContext,
+    context: Runtime,
     tenant: str,
     destination_type: str,
     destination: dict[str, Any],
@@ -81,7 +81,7 @@ async def post_events(
 
 
 async def route(
-    context: AppContext, tenant: str, subscription_ids: Sequence[str], event_ids: Sequence[str]
+    context: Runtime, tenant: str, subscription_ids: Sequence[str], event_ids: Sequence[str]
 ) -> dict[tuple[str, str], str]:
     """The delivery rows the routing hook wrote for these events and subscriptions, as
     (subscription, event) → delivery id; every pair must have one."""
@@ -101,13 +101,13 @@ async def route(
     return made
 
 
-async def deliveries(context: AppContext, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+async def deliveries(context: Runtime, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     async with context.db.read() as conn:
         rows = await conn.execute(select(delivery_table).where(delivery_table.c.id.in_(list(ids))))
         return {row.id: dict(row._mapping) for row in rows}
 
 
-async def attempts(context: AppContext, delivery_id: str) -> list[dict[str, Any]]:
+async def attempts(context: Runtime, delivery_id: str) -> list[dict[str, Any]]:
     async with context.db.read() as conn:
         rows = await conn.execute(
             select(delivery_attempt_table)
@@ -130,7 +130,7 @@ async def wait_for(
 
 
 async def wait_status(
-    context: AppContext, ids: Sequence[str], status: str, within: float = 20.0
+    context: Runtime, ids: Sequence[str], status: str, within: float = 20.0
 ) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {}
 

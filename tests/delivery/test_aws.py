@@ -10,7 +10,7 @@ from typing import Any
 import pytest_asyncio
 from aiobotocore.session import get_session
 
-from event_collector.context import AppContext
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.helpers import attempts, create_subscription, post_events, route, wait_status
 
@@ -54,7 +54,7 @@ async def api_event(dclient: Any, tenant: TenantFixture, event_id: str) -> dict[
 
 
 async def test_event_reaches_standard_and_fifo_queues(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs = aws["sqs"]
     name = f"q-{uuid.uuid4().hex[:8]}"
@@ -102,7 +102,7 @@ async def test_event_reaches_standard_and_fifo_queues(
 
 
 async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs, sns = aws["sqs"], aws["sns"]
     suffix = uuid.uuid4().hex[:8]
@@ -153,7 +153,7 @@ async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
 
 
 async def test_missing_queue_and_topic_are_permanent_failures(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, moto_endpoint: str
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, moto_endpoint: str
 ) -> None:
     missing_queue = await create_subscription(
         dcontext,
@@ -188,7 +188,7 @@ async def test_missing_queue_and_topic_are_permanent_failures(
 
 
 async def test_test_endpoint_sends_to_sqs(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs = aws["sqs"]
     url = (await sqs.create_queue(QueueName=f"test-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
@@ -205,7 +205,7 @@ async def test_test_endpoint_sends_to_sqs(
 
 
 async def test_fifo_topic_gets_group_and_deduplication_ids(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs, sns = aws["sqs"], aws["sns"]
     suffix = uuid.uuid4().hex[:8]
@@ -247,7 +247,7 @@ async def test_fifo_topic_gets_group_and_deduplication_ids(
 
 
 async def test_seed_legacy_sns_form_through_the_api_reaches_a_subscribed_queue(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     """The seed's own example: `type: "SNS"` with an `sqs` block whose queueUrl is a topic ARN,
     created through the API, then an event posted through the API: the whole path."""

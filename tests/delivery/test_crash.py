@@ -21,8 +21,8 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from event_collector.app import create_app
-from event_collector.context import AppContext
 from event_collector.models import delivery_table
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, make_settings, make_tenant
 from tests.delivery.helpers import wait_for
 from tests.factories import event_body
@@ -71,12 +71,13 @@ def receiver() -> Iterator[HoldingReceiver]:
     yield holding
     holding.release.set()
     holding.server.shutdown()
+    holding.server.server_close()
 
 
 @pytest_asyncio.fixture
 async def fresh_app(
     empty_database_url: str, tmp_path: Path
-) -> AsyncIterator[tuple[AppContext, httpx.AsyncClient]]:
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
     settings = make_settings(
         empty_database_url, tmp_path / "keys", webhook_allowed_hosts=["127.0.0.1"]
     )
@@ -84,10 +85,10 @@ async def fresh_app(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield app.state.context, client
+            yield app.state.runtime, client
 
 
-def _start_worker(context: AppContext) -> subprocess.Popen[bytes]:
+def _start_worker(context: Runtime) -> subprocess.Popen[bytes]:
     settings = context.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
     env.update(
@@ -114,14 +115,14 @@ def _true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return checked
 
 
-async def _statuses(context: AppContext) -> Counter[str]:
+async def _statuses(context: Runtime) -> Counter[str]:
     async with context.db.read() as conn:
         rows = await conn.execute(select(delivery_table.c.status))
         return Counter(rows.scalars())
 
 
 async def test_killed_worker_loses_nothing(
-    fresh_app: tuple[AppContext, httpx.AsyncClient], receiver: HoldingReceiver
+    fresh_app: tuple[Runtime, httpx.AsyncClient], receiver: HoldingReceiver
 ) -> None:
     context, client = fresh_app
     tenant: TenantFixture = await make_tenant(context, client)

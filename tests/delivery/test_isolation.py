@@ -8,8 +8,8 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from event_collector.context import AppContext
 from event_collector.models import subscription_table
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.conftest import WebhookReceiver
 from tests.delivery.helpers import (
@@ -23,7 +23,7 @@ from tests.delivery.helpers import (
 
 
 async def test_slow_and_dead_destinations_do_not_delay_a_healthy_one(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient: Any,
     dtenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
@@ -74,7 +74,7 @@ def _metric(name: str, labels: dict[str, str]) -> float:
 
 
 async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture
 ) -> None:
     labels = {"destination_type": "WEBHOOK", "state": "released"}
     released_before = _metric("ec_deliveries_total", labels)
@@ -120,7 +120,7 @@ async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
 
 
 async def test_success_clears_the_failing_period(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
         dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/flaky/1/clear")}
@@ -141,7 +141,7 @@ async def test_success_clears_the_failing_period(
 
 
 async def test_metrics_are_exposed_without_tenant_labels(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
         dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/metrics")}
@@ -164,7 +164,7 @@ async def test_metrics_are_exposed_without_tenant_labels(
 
 
 async def test_subscription_deleted_while_sending_is_harmless(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient: Any,
     dtenant: TenantFixture,
     webhook_receiver: WebhookReceiver,

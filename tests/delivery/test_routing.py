@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from event_collector.app import create_app
-from event_collector.context import AppContext
 from event_collector.delivery.routing import route_events
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import delivery_table, event_table
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 from tests.subscriptions.helpers import URL, subscription_body
@@ -42,7 +42,7 @@ async def post_event(client: httpx.AsyncClient, tenant: TenantFixture, **kwargs:
     return event_id
 
 
-async def deliveries(context: AppContext, tenant: str) -> list[dict[str, Any]]:
+async def deliveries(context: Runtime, tenant: str) -> list[dict[str, Any]]:
     """The tenant's delivery rows with the id of the event each one carries."""
     async with context.db.read() as conn:
         result = await conn.execute(
@@ -80,7 +80,7 @@ FLAGS = ("subscribeCreate", "subscribeChange", "subscribeDelete")
 async def test_operation_flags(
     client,
     tenant: TenantFixture,
-    context: AppContext,
+    context: Runtime,
     flags: tuple[bool, bool, bool],
     operation: str,
     routed: bool,
@@ -115,7 +115,7 @@ async def test_operation_flags(
 async def test_entity_type_matching(
     client,
     tenant: TenantFixture,
-    context: AppContext,
+    context: Runtime,
     subscribed: str,
     event: dict[str, Any],
     routed: bool,
@@ -129,7 +129,7 @@ async def test_entity_type_matching(
 
 
 async def test_delivery_row_shape_and_one_row_per_subscription(
-    client, tenant: TenantFixture, other_tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, other_tenant: TenantFixture, context: Runtime
 ) -> None:
     first = await subscribe(client, tenant)
     second = await subscribe(client, tenant)
@@ -159,7 +159,7 @@ async def test_delivery_row_shape_and_one_row_per_subscription(
 
 
 async def test_inactive_subscriptions_get_nothing_and_reactivated_ones_resume(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     subscription_id = await subscribe(client, tenant)
     never = await subscribe(client, tenant, active=False)
@@ -175,7 +175,7 @@ async def test_inactive_subscriptions_get_nothing_and_reactivated_ones_resume(
 
 
 async def test_idempotent_repost_creates_no_delivery(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     await subscribe(client, tenant)
     body = event_body()
@@ -187,7 +187,7 @@ async def test_idempotent_repost_creates_no_delivery(
 
 
 async def test_batch_routes_every_valid_event(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     customers = await subscribe(client, tenant, "CUSTOMER", subscribeDelete=False)
     wishlists = await subscribe(client, tenant, "WISHLIST")
@@ -213,7 +213,7 @@ async def test_batch_routes_every_valid_event(
 
 
 async def test_concurrent_requests_of_many_tenants_share_a_group(
-    client, tenant: TenantFixture, other_tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, other_tenant: TenantFixture, context: Runtime
 ) -> None:
     mine = await subscribe(client, tenant)
     theirs = await subscribe(client, other_tenant, "ORDER")
@@ -238,7 +238,7 @@ async def test_concurrent_requests_of_many_tenants_share_a_group(
 
 
 async def test_a_subscription_made_in_one_process_routes_the_next_event_of_another(
-    client, tenant: TenantFixture, context: AppContext, settings: Settings
+    client, tenant: TenantFixture, context: Runtime, settings: Settings
 ) -> None:
     """Routing reads the subscriptions in the event's own transaction: nothing cached per
     process, so an API process sees a subscription another one just created."""

@@ -7,7 +7,7 @@ import logging
 import pytest
 from standardwebhooks import Webhook
 
-from event_collector.context import AppContext
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.conftest import WebhookReceiver
 from tests.delivery.helpers import (
@@ -21,7 +21,7 @@ from tests.delivery.helpers import (
 
 
 async def test_webhook_is_signed_and_carries_the_event(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     secret = webhook_secret()
     path = f"/ok/{dtenant.name}"
@@ -62,7 +62,7 @@ async def test_webhook_is_signed_and_carries_the_event(
 
 
 async def test_transient_failures_retry_then_succeed_honouring_retry_after(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     path = f"/flaky/2/{dtenant.name}"
     sub = await create_subscription(
@@ -86,7 +86,7 @@ async def test_transient_failures_retry_then_succeed_honouring_retry_after(
 
 
 async def test_exhausted_retries_dead_letter_then_replay_delivers(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
         dcontext,
@@ -150,7 +150,7 @@ async def test_exhausted_retries_dead_letter_then_replay_delivers(
 
 
 async def test_deliveries_pagination(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
         dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/page")}
@@ -181,7 +181,7 @@ async def test_deliveries_pagination(
 
 
 async def test_test_endpoint_reports_success_and_failure_truthfully(
-    dcontext: AppContext, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     secret = webhook_secret()
     good = await create_subscription(
@@ -239,7 +239,7 @@ async def test_test_endpoint_reports_success_and_failure_truthfully(
 
 
 async def test_other_tenants_subscriptions_are_not_found(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient,
     dtenant: TenantFixture,
     dother_tenant: TenantFixture,
@@ -264,7 +264,7 @@ async def test_other_tenants_subscriptions_are_not_found(
 
 
 async def test_secrets_and_payloads_never_logged(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient,
     dtenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
@@ -313,7 +313,7 @@ async def test_secrets_and_payloads_never_logged(
 
 
 async def test_scopes_are_enforced(
-    dcontext: AppContext, dclient, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient, webhook_receiver: WebhookReceiver
 ) -> None:
     from tests.conftest import make_tenant
 

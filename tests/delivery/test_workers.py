@@ -15,20 +15,20 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from event_collector.context import AppContext
 from event_collector.delivery import repository
 from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.conftest import WebhookReceiver
 from tests.delivery.helpers import attempts, create_subscription, post_events, route, wait_status
 
 
 async def test_dead_worker_lease_expires_and_another_delivers(
-    dcontext: AppContext, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     # Events first, so routing makes no rows for the subscription: this test writes its own.
@@ -92,7 +92,7 @@ def postgres_only(backend: str) -> None:
 
 @pytest.mark.usefixtures("postgres_only")
 async def test_several_dispatchers_deliver_every_message_exactly_once(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient: Any,
     dtenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
@@ -141,7 +141,7 @@ async def test_several_dispatchers_deliver_every_message_exactly_once(
 
 @pytest.mark.usefixtures("postgres_only")
 async def test_listen_wakes_a_dispatcher_in_another_process(
-    dcontext: AppContext,
+    dcontext: Runtime,
     dclient: Any,
     dtenant: TenantFixture,
     delivery_settings: Settings,

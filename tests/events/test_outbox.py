@@ -7,16 +7,16 @@ from collections.abc import Sequence
 
 import pytest
 
-from event_collector.context import AppContext
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import AnyConnection
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
 
 @pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/events/batch"])
 async def test_an_event_whose_hook_fails_is_not_stored(
-    client, tenant: TenantFixture, context: AppContext, path: str
+    client, tenant: TenantFixture, context: Runtime, path: str
 ) -> None:
     async def failing_hook(conn: AnyConnection, created: Sequence[StoredEvent]) -> None:
         if any(event.tenant == tenant.name for event in created):

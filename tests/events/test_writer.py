@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from event_collector.context import AppContext
 from event_collector.events.model import NewEvent
 from event_collector.events.schemas import EventIn
 from event_collector.events.writer import Outcome
 from event_collector.kit.db import utcnow
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
 
 async def test_a_request_woken_by_one_group_and_submitting_again_is_not_stranded(
-    tenant: TenantFixture, context: AppContext
+    tenant: TenantFixture, context: Runtime
 ) -> None:
     # Clients that post again as soon as their answer arrives submit while the flusher that
     # answered them is finishing: a flusher counted as running after its last look at the

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 import pytest_asyncio
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 
-from event_collector.context import AppContext
 from event_collector.kit import leases
 from event_collector.kit.db import Database, UTCDateTime, utcnow
+from event_collector.runtime import Runtime
 
 _metadata = MetaData()
 work_table = Table(
@@ -28,7 +28,7 @@ WORK = leases.LeasedTable(work_table)
 
 
 @pytest_asyncio.fixture
-async def db(context: AppContext) -> Database:
+async def db(context: Runtime) -> Database:
     async with context.db.write() as conn:
         await conn.run_sync(_metadata.create_all)
     return context.db

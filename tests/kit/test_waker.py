@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from event_collector.context import AppContext
 from event_collector.kit.waker import Waker, notify
+from event_collector.runtime import Runtime
 
 
-async def test_a_wake_while_busy_is_not_lost(context: AppContext) -> None:
+async def test_a_wake_while_busy_is_not_lost(context: Runtime) -> None:
     waker = Waker(context.db, "kit_waker_test")
     waker.wake()
     started = time.monotonic()
@@ -22,7 +22,7 @@ async def test_a_wake_while_busy_is_not_lost(context: AppContext) -> None:
     assert await waker.wait(0.05) is False
 
 
-async def test_wake_from_another_task_ends_the_wait(context: AppContext) -> None:
+async def test_wake_from_another_task_ends_the_wait(context: Runtime) -> None:
     waker = Waker(context.db, "kit_waker_test")
     asyncio.get_running_loop().call_later(0.05, waker.wake)
     started = time.monotonic()
@@ -31,7 +31,7 @@ async def test_wake_from_another_task_ends_the_wait(context: AppContext) -> None
 
 
 async def test_notify_in_a_committed_transaction_wakes_a_listener(
-    context: AppContext, backend: str
+    context: Runtime, backend: str
 ) -> None:
     if backend != "postgres":
         pytest.skip("LISTEN/NOTIFY crosses processes on PostgreSQL; SQLite has one process")
@@ -51,9 +51,7 @@ async def test_notify_in_a_committed_transaction_wakes_a_listener(
     assert not waker.listening.is_set()
 
 
-async def test_notify_is_harmless_without_listen_on_sqlite(
-    context: AppContext, backend: str
-) -> None:
+async def test_notify_is_harmless_without_listen_on_sqlite(context: Runtime, backend: str) -> None:
     if backend != "sqlite":
         pytest.skip("the SQLite half of notify")
     waker = Waker(context.db, "kit_waker_test")

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from event_collector.context import AppContext
 from event_collector.read_model.repository import ReadModelRepository
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -55,7 +55,7 @@ async def get(client: httpx.AsyncClient, tenant: TenantFixture, path: str) -> An
     return response.json()
 
 
-async def dump(context: AppContext, tenant: str) -> dict[str, list[dict[str, Any]]]:
+async def dump(context: Runtime, tenant: str) -> dict[str, list[dict[str, Any]]]:
     async with context.db.read() as conn:
         return await ReadModelRepository(conn).dump(tenant)
 

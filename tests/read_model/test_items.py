@@ -8,14 +8,14 @@ from typing import Any
 
 from sqlalchemy import select
 
-from event_collector.context import AppContext
 from event_collector.models import customer_table
 from event_collector.read_model.items import marketing_consent, resolved_items
+from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.read_model.helpers import get, post
 
 
-async def _resolved(context: AppContext, tenant: str) -> dict[str, dict[str, Any]]:
+async def _resolved(context: Runtime, tenant: str) -> dict[str, dict[str, Any]]:
     items = resolved_items(tenant)
     async with context.db.read() as conn:
         result = await conn.execute(select(items).order_by(items.c.item_first_seq))

@@ -115,7 +115,7 @@ async def test_rebuild_equals_incremental(client, context, tenant, other_tenant)
 def test_rebuild_cli(settings, monkeypatch) -> None:
     from event_collector import cli
 
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(cli.maintenance, "cli_settings", lambda: settings)
     result = CliRunner().invoke(cli.app, ["rebuild-read-model", "--tenant", "nobody", "--yes"])
     assert result.exit_code == 0, result.output
     assert "from 0 events" in result.output

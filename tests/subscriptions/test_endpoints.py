@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import Webhook
 
-from event_collector.context import AppContext
 from event_collector.kit.db import utcnow
 from event_collector.models import subscription_table
+from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import secret_associated_data
 from tests.conftest import TenantFixture, make_tenant
 from tests.subscriptions.helpers import (
@@ -42,7 +42,7 @@ async def create(
     return data
 
 
-async def stored_row(context: AppContext, tenant: str, subscription_id: str) -> dict[str, Any]:
+async def stored_row(context: Runtime, tenant: str, subscription_id: str) -> dict[str, Any]:
     async with context.db.read() as conn:
         row = (
             await conn.execute(
@@ -55,7 +55,7 @@ async def stored_row(context: AppContext, tenant: str, subscription_id: str) -> 
     return dict(row._mapping)
 
 
-async def stored_secret(context: AppContext, tenant: str, subscription_id: str) -> str | None:
+async def stored_secret(context: Runtime, tenant: str, subscription_id: str) -> str | None:
     row = await stored_row(context, tenant, subscription_id)
     if row["secret_sealed"] is None:
         return None
@@ -146,7 +146,7 @@ async def test_create_sns_subscription_with_region_from_arn(client, tenant: Tena
 
 
 async def test_legacy_sns_form_is_stored_as_sns(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     # The seed's own example: type SNS with an sqs block holding the topic ARN.
     body = subscription_body(
@@ -182,7 +182,7 @@ async def test_legacy_sns_form_with_a_queue_url_is_refused(client, tenant: Tenan
 
 
 async def test_aws_destination_without_keys_uses_server_credentials(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body(
         destination=sqs_destination(
@@ -357,7 +357,7 @@ async def test_malformed_and_non_json_bodies(client, tenant: TenantFixture) -> N
 
 
 async def test_webhook_secret_is_generated_and_shown_once(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body(destination=webhook_destination(headers={"X-Team": "crm"}))
     created = await create(client, tenant, body)
@@ -380,7 +380,7 @@ async def test_a_given_webhook_secret_is_masked(client, tenant: TenantFixture) -
 
 
 async def test_sensitive_webhook_headers_are_masked_and_round_trip(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body(
         destination=webhook_destination(
@@ -429,7 +429,7 @@ async def test_webhook_to_internal_addresses_is_refused(
 
 
 async def test_webhook_allow_list(
-    client, tenant: TenantFixture, context: AppContext, monkeypatch: pytest.MonkeyPatch
+    client, tenant: TenantFixture, context: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = context.settings.model_copy(
         update={"webhook_allowed_hosts": ["127.0.0.0/8", "localhost", "fd00::/8"]}
@@ -446,7 +446,7 @@ async def test_webhook_allow_list(
 
 
 async def test_raw_row_and_logs_hold_no_plaintext_secret(
-    client, tenant: TenantFixture, context: AppContext, caplog: pytest.LogCaptureFixture
+    client, tenant: TenantFixture, context: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sqs = subscription_body(destination=sqs_destination())
@@ -477,6 +477,9 @@ async def test_raw_row_and_logs_hold_no_plaintext_secret(
             assert secret.removeprefix("whsec_") not in repr(row)
     assert await stored_secret(context, tenant.name, webhook["id"]) == new_secret
 
+    # The absence below proves something only if the service's logs were captured.
+    service_logs = [r for r in caplog.records if r.name == "event_collector.subscriptions.service"]
+    assert len(service_logs) >= 4, "the creates and the update logged nothing"
     logged = "\n".join(
         f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
         for record in caplog.records
@@ -486,7 +489,7 @@ async def test_raw_row_and_logs_hold_no_plaintext_secret(
 
 
 async def test_a_secret_is_bound_to_its_subscription(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body()
     await create(client, tenant, body)
@@ -546,7 +549,7 @@ async def test_put_errors(client, tenant: TenantFixture) -> None:
 
 
 async def test_get_body_round_trips_into_put_and_keeps_the_secret(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     for destination, secret in (
         (sqs_destination(), ACCESS_SECRET),
@@ -571,7 +574,7 @@ async def test_get_body_round_trips_into_put_and_keeps_the_secret(
 
 
 async def test_put_replaces_the_secret_and_checks_key_changes(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body()
     await create(client, tenant, body)
@@ -602,7 +605,7 @@ async def test_put_replaces_the_secret_and_checks_key_changes(
 
 
 async def test_switching_to_a_webhook_generates_a_secret(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body()
     await create(client, tenant, body)
@@ -636,7 +639,7 @@ async def test_list_active_and_all(client, tenant: TenantFixture) -> None:
 
 
 async def test_deactivate_is_idempotent_and_activate_resumes(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     created = await create(client, tenant, subscription_body())
     path = f"{URL}/{created['id']}"
@@ -688,7 +691,7 @@ async def test_put_active_false_and_true(client, tenant: TenantFixture) -> None:
 
 
 async def test_another_tenants_subscription_is_not_found_anywhere(
-    client, tenant: TenantFixture, other_tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, other_tenant: TenantFixture, context: Runtime
 ) -> None:
     body = subscription_body()
     created = await create(client, tenant, body)
@@ -708,7 +711,7 @@ async def test_another_tenants_subscription_is_not_found_anywhere(
     assert (await stored_row(context, tenant.name, created["id"]))["active"] is True
 
 
-async def test_auth_and_scopes(client, tenant: TenantFixture, context: AppContext) -> None:
+async def test_auth_and_scopes(client, tenant: TenantFixture, context: Runtime) -> None:
     assert (await client.get(URL)).status_code == 401
     reader = await make_tenant(context, client, scopes=["subscriptions:read"])
     assert (await client.get(URL, headers=reader.headers)).status_code == 200

@@ -9,9 +9,9 @@ from sqlalchemy import update
 from typer.testing import CliRunner
 
 from event_collector.cli import app as cli
-from event_collector.context import AppContext
 from event_collector.kit.crypto import KEY_PREFIX, SecretBox
 from event_collector.models import subscription_table
+from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import reseal_batch, secret_associated_data
 from tests.conftest import TenantFixture
 from tests.subscriptions.helpers import ACCESS_SECRET, URL, subscription_body
@@ -19,7 +19,7 @@ from tests.subscriptions.test_endpoints import stored_row
 
 
 async def test_reseal_moves_old_secrets_to_the_newest_key(
-    client, tenant: TenantFixture, context: AppContext
+    client, tenant: TenantFixture, context: Runtime
 ) -> None:
     current = context.secrets.current_kid
     current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()

@@ -1,5 +1,7 @@
-"""Per-route authentication: bearer token, X-TWC-Tenant and scope checks.
+"""The tenant context of a request: bearer token, X-TWC-Tenant and scope checks.
 
+An endpoint declares the scope it needs with one of the aliases below (``principal:
+EventsRead``) and gets the verified :class:`Principal` (its ``tenant`` scopes every query).
 :class:`Authenticator` works both as a FastAPI dependency and as a plain call from the raw
 ingest routes, which skip the dependency machinery.
 """
@@ -11,10 +13,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from event_collector.auth.service import Principal, TokenRejected, TokenService
-from event_collector.context import get_context
 from event_collector.kit.errors import BadRequest, Forbidden, Unauthorized
 
 TENANT_HEADER = "x-twc-tenant"
+
+
+def token_service(request: Request) -> TokenService:
+    """The token service of the process's runtime (``app.state.runtime``)."""
+    tokens: TokenService = request.app.state.runtime.tokens
+    return tokens
+
+
+Tokens = Annotated[TokenService, Depends(token_service)]
 
 
 class Authenticator:
@@ -23,7 +33,7 @@ class Authenticator:
 
     async def __call__(self, request: Request) -> Principal:
         return await self.authenticate(
-            get_context(request).tokens,
+            token_service(request),
             request.headers.get("authorization"),
             request.headers.get(TENANT_HEADER),
         )
@@ -50,14 +60,9 @@ class Authenticator:
         return principal
 
 
-authenticate_events_read = Authenticator("events:read")
+# The raw ingest routes call it directly (see events.endpoints).
 authenticate_events_write = Authenticator("events:write")
 
-EventsRead = Annotated[Principal, Depends(authenticate_events_read)]
-EventsWrite = Annotated[Principal, Depends(authenticate_events_write)]
-
-authenticate_subscriptions_read = Authenticator("subscriptions:read")
-authenticate_subscriptions_write = Authenticator("subscriptions:write")
-
-SubscriptionsRead = Annotated[Principal, Depends(authenticate_subscriptions_read)]
-SubscriptionsWrite = Annotated[Principal, Depends(authenticate_subscriptions_write)]
+EventsRead = Annotated[Principal, Depends(Authenticator("events:read"))]
+SubscriptionsRead = Annotated[Principal, Depends(Authenticator("subscriptions:read"))]
+SubscriptionsWrite = Annotated[Principal, Depends(Authenticator("subscriptions:write"))]

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, unquote
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from event_collector.auth.service import OAuthError
-from event_collector.context import get_context
+from event_collector.auth.dependencies import Tokens
+from event_collector.auth.service import OAuthError, TokenService
 from event_collector.kit.http import json_response
 
 router = APIRouter(tags=["auth"])
@@ -57,7 +57,7 @@ _TOKEN_DOC = {
 }
 
 
-async def _token(request: Request, realm: str | None) -> Response:
+async def _token(request: Request, tokens: TokenService, realm: str | None) -> Response:
     try:
         form = await _read_form(request)
         grant_type = form.get("grant_type")
@@ -68,9 +68,7 @@ async def _token(request: Request, realm: str | None) -> Response:
                 "unsupported_grant_type", "only grant_type=client_credentials is supported"
             )
         client_id, client_secret = _client_credentials(request, form)
-        token = await get_context(request).tokens.issue(
-            client_id, client_secret, form.get("scope"), realm=realm
-        )
+        token = await tokens.issue(client_id, client_secret, form.get("scope"), realm=realm)
     except OAuthError as exc:
         headers = {"WWW-Authenticate": "Basic"} if exc.status_code == 401 else None
         return json_response(
@@ -117,8 +115,8 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
 
 
 @router.post("/oauth/token", openapi_extra=_TOKEN_DOC, summary="Get an access token")
-async def token(request: Request) -> Response:
-    return await _token(request, realm=None)
+async def token(request: Request, tokens: Tokens) -> Response:
+    return await _token(request, tokens, realm=None)
 
 
 @router.post(
@@ -126,10 +124,10 @@ async def token(request: Request) -> Response:
     openapi_extra=_TOKEN_DOC,
     summary="Get an access token (Keycloak-shaped path; the realm is the tenant)",
 )
-async def realm_token(tenant: str, request: Request) -> Response:
-    return await _token(request, realm=tenant)
+async def realm_token(tenant: str, request: Request, tokens: Tokens) -> Response:
+    return await _token(request, tokens, realm=tenant)
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify our tokens")
-async def jwks(request: Request) -> dict[str, Any]:
-    return get_context(request).tokens.jwks
+async def jwks(tokens: Tokens) -> dict[str, Any]:
+    return tokens.jwks

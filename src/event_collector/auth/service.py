@@ -126,7 +126,7 @@ class TokenService:
 
     Verifying a token costs a signature check and a database read (is the client still
     active?), so verified tokens are cached for ``token_cache_seconds``: a revoked client's
-    tokens stop working within that time in other processes, at once in this one.
+    tokens stop working within that time (clients are revoked by the CLI, another process).
     """
 
     def __init__(self, db: Database, settings: Settings, keys: list[SigningKey]) -> None:
@@ -186,11 +186,6 @@ class TokenService:
             "expires_in": lifetime,
             "scope": " ".join(scopes),
         }
-
-    def forget_client(self, client_id: str) -> None:
-        for token, (_, principal) in list(self._cache.items()):
-            if principal.subject == client_id:
-                del self._cache[token]
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)

@@ -9,20 +9,26 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from event_collector.auth.dependencies import Authenticator
-from event_collector.auth.service import Principal
-from event_collector.context import get_context
+from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
 from event_collector.delivery import service
+from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.messages import test_message
 from event_collector.delivery.senders import Senders, SendResult
 from event_collector.kit.crypto import SecretDecryptionError
 from event_collector.kit.db import utcnow
+from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
 
-SubscriptionsRead = Annotated[Principal, Depends(Authenticator("subscriptions:read"))]
-SubscriptionsWrite = Annotated[Principal, Depends(Authenticator("subscriptions:write"))]
+
+def _dispatcher(request: Request) -> Dispatcher | None:
+    dispatcher: Dispatcher | None = request.app.state.runtime.dispatcher
+    return dispatcher
+
+
+# The dispatcher running in this process, if any (to send with, to wake).
+LocalDispatcher = Annotated[Dispatcher | None, Depends(_dispatcher)]
 
 
 class TestResult(BaseModel):
@@ -87,14 +93,19 @@ class ReplayOut(BaseModel):
     responses=error_responses(400, 401, 403, 404),
 )
 async def test_subscription(
-    principal: SubscriptionsWrite, subscription_id: str, request: Request
+    principal: SubscriptionsWrite,
+    subscription_id: str,
+    db: Db,
+    secrets: Secrets,
+    settings: AppSettings,
+    dispatcher: LocalDispatcher,
 ) -> Response:
-    context = get_context(request)
-    async with context.db.read() as conn:
+    # Not a ReadConnection: no connection is held while the destination answers.
+    async with db.read() as conn:
         subscription = await service.require_subscription(conn, principal.tenant, subscription_id)
     try:
         destination = service.destination_of(
-            context.secrets,
+            secrets,
             principal.tenant,
             subscription_id,
             subscription["destination_type"],
@@ -105,11 +116,10 @@ async def test_subscription(
         result = SendResult(False, error="the destination secret cannot be opened", permanent=True)
     else:
         message = test_message(principal.tenant, subscription_id, subscription["entity_type"])
-        dispatcher = context.dispatcher
         if dispatcher is not None:
             (result,) = await dispatcher.senders.send(destination, [message])
         else:
-            senders = Senders(context.settings)
+            senders = Senders(settings)
             try:
                 (result,) = await senders.send(destination, [message])
             finally:
@@ -132,15 +142,14 @@ async def test_subscription(
 async def list_deliveries(
     principal: SubscriptionsRead,
     subscription_id: str,
-    request: Request,
+    conn: ReadConnection,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        page = await service.list_deliveries(
-            conn, principal.tenant, subscription_id, status=status, cursor=cursor, limit=limit
-        )
+    page = await service.list_deliveries(
+        conn, principal.tenant, subscription_id, status=status, cursor=cursor, limit=limit
+    )
     return json_response(page)
 
 
@@ -158,11 +167,15 @@ async def list_deliveries(
     responses=error_responses(400, 401, 403, 404),
 )
 async def replay(
-    principal: SubscriptionsWrite, subscription_id: str, body: ReplayIn, request: Request
+    principal: SubscriptionsWrite,
+    subscription_id: str,
+    body: ReplayIn,
+    db: Db,
+    dispatcher: LocalDispatcher,
 ) -> Response:
-    context = get_context(request)
     since = body.since if body.since.tzinfo else body.since.replace(tzinfo=utcnow().tzinfo)
-    async with context.db.write() as conn:
+    # Not a WriteConnection: the dispatcher is woken once the transaction has committed.
+    async with db.write() as conn:
         count = await service.replay(
             conn,
             principal.tenant,
@@ -170,6 +183,6 @@ async def replay(
             service.ReplayRequest(since=since, status=body.status),
             utcnow(),
         )
-    if count and context.dispatcher is not None:
-        context.dispatcher.wake()
+    if count and dispatcher is not None:
+        dispatcher.wake()
     return json_response({"replayed": count}, 202)

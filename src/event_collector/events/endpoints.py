@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import (
@@ -14,7 +14,6 @@ from event_collector.auth.dependencies import (
     EventsRead,
     authenticate_events_write,
 )
-from event_collector.context import AppContext, get_context
 from event_collector.events import service as event_service
 from event_collector.events.schemas import (
     ENTITY_TYPES,
@@ -25,7 +24,8 @@ from event_collector.events.schemas import (
     EventType,
     Operation,
 )
-from event_collector.events.writer import Outcome
+from event_collector.events.writer import EventWriter, Outcome
+from event_collector.kit.dependencies import ReadConnection
 from event_collector.kit.errors import BadRequest
 from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
@@ -43,33 +43,30 @@ def _limits(settings: Settings) -> event_service.IngestLimits:
     )
 
 
-async def _authenticated_body(
-    request: RawRequest, context: AppContext, limit: int
-) -> tuple[str, bytes]:
+async def _authenticated_body(request: RawRequest, limit: int) -> tuple[str, bytes]:
     """The tenant of a request allowed to write events, and its raw JSON body."""
     principal = await authenticate_events_write.authenticate(
-        context.tokens, request.header(b"authorization"), request.header(_TENANT_HEADER)
+        request.state.runtime.tokens,
+        request.header(b"authorization"),
+        request.header(_TENANT_HEADER),
     )
     return principal.tenant, await request.json_body(limit)
 
 
 async def create_event(request: RawRequest) -> RawResponse:
-    context: AppContext = request.state.context
-    tenant, body = await _authenticated_body(request, context, context.settings.max_body_bytes)
-    result = await event_service.ingest_event(
-        context.writer, tenant, body, _limits(context.settings)
-    )
+    settings: Settings = request.state.runtime.settings
+    writer: EventWriter = request.state.runtime.writer
+    tenant, body = await _authenticated_body(request, settings.max_body_bytes)
+    result = await event_service.ingest_event(writer, tenant, body, _limits(settings))
     status = 201 if result.outcome is Outcome.CREATED else 200
     return RawResponse.json(result.event.to_api(), status)
 
 
 async def create_events_batch(request: RawRequest) -> RawResponse:
-    context: AppContext = request.state.context
-    limit = context.settings.max_batch_body_bytes
-    tenant, body = await _authenticated_body(request, context, limit)
-    result = await event_service.ingest_batch(
-        context.writer, tenant, body, _limits(context.settings)
-    )
+    settings: Settings = request.state.runtime.settings
+    writer: EventWriter = request.state.runtime.writer
+    tenant, body = await _authenticated_body(request, settings.max_batch_body_bytes)
+    result = await event_service.ingest_batch(writer, tenant, body, _limits(settings))
     return RawResponse.json(result)
 
 
@@ -166,9 +163,8 @@ RAW_ROUTES = (
     response_model=EventOut,
     responses=error_responses(400, 401, 403, 404),
 )
-async def get_event(event_id: str, principal: EventsRead, request: Request) -> Response:
-    async with get_context(request).db.read() as conn:
-        event = await event_service.get_event(conn, principal.tenant, event_id)
+async def get_event(event_id: str, principal: EventsRead, conn: ReadConnection) -> Response:
+    event = await event_service.get_event(conn, principal.tenant, event_id)
     return json_response(event.to_api())
 
 
@@ -191,7 +187,7 @@ def _timestamp(name: str, value: str | None) -> datetime | None:
 )
 async def list_events(
     principal: EventsRead,
-    request: Request,
+    conn: ReadConnection,
     entity_type: Annotated[
         str | None, Query(description=f"One of {', '.join(sorted(ENTITY_TYPES))}")
     ] = None,
@@ -215,10 +211,9 @@ async def list_events(
         since=_timestamp("since", since),
         until=_timestamp("until", until),
     )
-    async with get_context(request).db.read() as conn:
-        page = await event_service.list_events(
-            conn, principal.tenant, filters, cursor=cursor, limit=limit
-        )
+    page = await event_service.list_events(
+        conn, principal.tenant, filters, cursor=cursor, limit=limit
+    )
     return json_response(page)
 
 

@@ -55,12 +55,6 @@ class Unauthorized(EventCollectorError):
         super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="event-collector"'})
 
 
-class InvalidClient(EventCollectorError):
-    """Client authentication failed."""
-
-    status_code = 401
-
-
 class Forbidden(EventCollectorError):
     """The token is not valid for this tenant or lacks the required scope."""
 

@@ -10,10 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, MetaData
 
-import event_collector.models  # noqa: F401  (registers every table on the metadata)
-from event_collector.kit.db import Database, metadata
+from event_collector.kit.db import Database
 
 
 def alembic_config() -> Config:
@@ -52,12 +51,13 @@ async def current_revision(db: Database) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def schema_drift(db: Database) -> list[Any]:
-    """Differences between the tables the code declares and the migrated database."""
+async def schema_drift(db: Database, declared: MetaData) -> list[Any]:
+    """Differences between the tables ``declared`` (the models' metadata) and the migrated
+    database."""
 
     def _compare(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(context, declared))
 
     async with db.read() as conn:
         return await conn.run_sync(_compare)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import Authenticator
 from event_collector.auth.service import Principal
-from event_collector.context import get_context
 from event_collector.kit.db import utcnow
+from event_collector.kit.dependencies import AppSettings, ReadConnection, Secrets, WriteConnection
 from event_collector.kit.http import error_responses, json_response
 from event_collector.notifications import email_settings, service
 from event_collector.notifications.schemas import (
@@ -37,7 +37,7 @@ Filter = Annotated[str | None, Query(min_length=1, max_length=255)]
 )
 async def list_notifications(
     principal: JobsRead,
-    request: Request,
+    conn: ReadConnection,
     job_id: Filter = None,
     run_id: Filter = None,
     customer_id: Filter = None,
@@ -46,10 +46,9 @@ async def list_notifications(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     filters = {"job_id": job_id, "run_id": run_id, "customer_id": customer_id, "status": status}
-    async with get_context(request).db.read() as conn:
-        page = await service.list_notifications(
-            conn, principal.tenant, filters=filters, cursor=cursor, limit=limit
-        )
+    page = await service.list_notifications(
+        conn, principal.tenant, filters=filters, cursor=cursor, limit=limit
+    )
     return json_response(page)
 
 
@@ -59,12 +58,10 @@ async def list_notifications(
     response_model=EmailSettingsOut,
     responses=error_responses(400, 401, 403),
 )
-async def get_email_settings(principal: JobsRead, request: Request) -> Response:
-    context = get_context(request)
-    async with context.db.read() as conn:
-        body = await email_settings.get_email_settings(
-            conn, context.settings, context.secrets, principal.tenant
-        )
+async def get_email_settings(
+    principal: JobsRead, conn: ReadConnection, settings: AppSettings, secrets: Secrets
+) -> Response:
+    body = await email_settings.get_email_settings(conn, settings, secrets, principal.tenant)
     return json_response(body)
 
 
@@ -78,16 +75,13 @@ async def get_email_settings(principal: JobsRead, request: Request) -> Response:
     responses=error_responses(400, 401, 403, 415),
 )
 async def put_email_settings(
-    body: EmailSettingsIn, principal: JobsWrite, request: Request
+    body: EmailSettingsIn,
+    principal: JobsWrite,
+    conn: WriteConnection,
+    settings: AppSettings,
+    secrets: Secrets,
 ) -> Response:
-    context = get_context(request)
-    async with context.db.write() as conn:
-        saved = await email_settings.put_email_settings(
-            conn,
-            context.settings,
-            context.secrets,
-            principal.tenant,
-            body.model_dump(exclude_unset=True),
-            utcnow(),
-        )
+    saved = await email_settings.put_email_settings(
+        conn, settings, secrets, principal.tenant, body.model_dump(exclude_unset=True), utcnow()
+    )
     return json_response(saved)

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import Response
 
-from event_collector.context import get_context
 from event_collector.kit import migrate
+from event_collector.kit.dependencies import Db
 from event_collector.kit.http import json_response
 
 router = APIRouter(tags=["operations"])
@@ -22,12 +22,11 @@ async def healthz() -> Response:
     summary="Readiness: the database answers and its schema is current",
     responses={503: {"description": "Not ready; `detail` says why"}},
 )
-async def readyz(request: Request) -> Response:
-    context = get_context(request)
+async def readyz(db: Db) -> Response:
     try:
-        async with context.db.read() as conn:
+        async with db.read() as conn:
             await conn.execute(text("SELECT 1"))
-        current = await migrate.current_revision(context.db)
+        current = await migrate.current_revision(db)
     except Exception as exc:
         return json_response(
             {"status": "unavailable", "detail": f"database unreachable: {type(exc).__name__}"},

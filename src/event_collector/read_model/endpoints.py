@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import EventsRead
-from event_collector.context import get_context
+from event_collector.kit.dependencies import ReadConnection
 from event_collector.kit.http import error_responses, json_response
 from event_collector.read_model import service
 from event_collector.read_model.schemas import (
@@ -29,9 +29,10 @@ IdOrRef = Annotated[str, Path(min_length=1, max_length=255, description="An id o
     response_model=CustomerOut,
     responses=error_responses(400, 401, 403, 404),
 )
-async def get_customer(customer_id: IdOrRef, principal: EventsRead, request: Request) -> Response:
-    async with get_context(request).db.read() as conn:
-        customer = await service.get_customer(conn, principal.tenant, customer_id)
+async def get_customer(
+    customer_id: IdOrRef, principal: EventsRead, conn: ReadConnection
+) -> Response:
+    customer = await service.get_customer(conn, principal.tenant, customer_id)
     return json_response(customer)
 
 
@@ -42,10 +43,9 @@ async def get_customer(customer_id: IdOrRef, principal: EventsRead, request: Req
     responses=error_responses(400, 401, 403, 404),
 )
 async def get_customer_wishlists(
-    customer_id: IdOrRef, principal: EventsRead, request: Request
+    customer_id: IdOrRef, principal: EventsRead, conn: ReadConnection
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        body = await service.get_customer_wishlists(conn, principal.tenant, customer_id)
+    body = await service.get_customer_wishlists(conn, principal.tenant, customer_id)
     return json_response(body)
 
 
@@ -57,9 +57,8 @@ async def get_customer_wishlists(
     response_model=VariantOut,
     responses=error_responses(400, 401, 403, 404),
 )
-async def get_variant(variant_id: IdOrRef, principal: EventsRead, request: Request) -> Response:
-    async with get_context(request).db.read() as conn:
-        body = await service.get_variant(conn, principal.tenant, variant_id)
+async def get_variant(variant_id: IdOrRef, principal: EventsRead, conn: ReadConnection) -> Response:
+    body = await service.get_variant(conn, principal.tenant, variant_id)
     return json_response(body)
 
 
@@ -73,10 +72,9 @@ async def get_variant(variant_id: IdOrRef, principal: EventsRead, request: Reque
 )
 async def list_problems(
     principal: EventsRead,
-    request: Request,
+    conn: ReadConnection,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        page = await service.list_problems(conn, principal.tenant, cursor=cursor, limit=limit)
+    page = await service.list_problems(conn, principal.tenant, cursor=cursor, limit=limit)
     return json_response(page)

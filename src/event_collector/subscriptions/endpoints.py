@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
-from event_collector.context import get_context
 from event_collector.kit.db import utcnow
+from event_collector.kit.dependencies import AppSettings, ReadConnection, Secrets, WriteConnection
 from event_collector.kit.http import error_responses, json_response
 from event_collector.subscriptions import service
 from event_collector.subscriptions.schemas import (
@@ -25,9 +26,11 @@ router = APIRouter(prefix="/api/v1/event-subscription", tags=["event subscriptio
 IdPath = Annotated[SubscriptionId, Path(description="The subscription's id")]
 
 
-def _policy(request: Request) -> service.Policy:
-    context = get_context(request)
-    return service.Policy(context.secrets, context.settings.webhook_allowed_hosts)
+def _policy(secrets: Secrets, settings: AppSettings) -> service.Policy:
+    return service.Policy(secrets, settings.webhook_allowed_hosts)
+
+
+Policy = Annotated[service.Policy, Depends(_policy)]
 
 
 @router.post(
@@ -43,11 +46,9 @@ def _policy(request: Request) -> service.Policy:
     responses=error_responses(400, 401, 403, 409, 415),
 )
 async def create_subscription(
-    body: SubscriptionIn, principal: SubscriptionsWrite, request: Request
+    body: SubscriptionIn, principal: SubscriptionsWrite, policy: Policy, conn: WriteConnection
 ) -> Response:
-    policy = _policy(request)
-    async with get_context(request).db.write() as conn:
-        written = await service.create_subscription(conn, policy, principal.tenant, body, utcnow())
+    written = await service.create_subscription(conn, policy, principal.tenant, body, utcnow())
     return json_response(
         service.to_api(written.row, policy, reveal_secret=written.reveal_secret), 201
     )
@@ -68,9 +69,9 @@ _UPDATE_DESCRIPTION = (
     responses=error_responses(400, 401, 403, 404, 415),
 )
 async def update_subscription_by_body(
-    body: SubscriptionUpdate, principal: SubscriptionsWrite, request: Request
+    body: SubscriptionUpdate, principal: SubscriptionsWrite, policy: Policy, conn: WriteConnection
 ) -> Response:
-    return await _update(request, principal.tenant, None, body)
+    return await _update(conn, policy, principal.tenant, None, body)
 
 
 @router.put(
@@ -84,19 +85,22 @@ async def update_subscription(
     subscription_id: IdPath,
     body: SubscriptionUpdate,
     principal: SubscriptionsWrite,
-    request: Request,
+    policy: Policy,
+    conn: WriteConnection,
 ) -> Response:
-    return await _update(request, principal.tenant, subscription_id, body)
+    return await _update(conn, policy, principal.tenant, subscription_id, body)
 
 
 async def _update(
-    request: Request, tenant: str, subscription_id: str | None, body: SubscriptionUpdate
+    conn: AsyncConnection,
+    policy: service.Policy,
+    tenant: str,
+    subscription_id: str | None,
+    body: SubscriptionUpdate,
 ) -> Response:
-    policy = _policy(request)
-    async with get_context(request).db.write() as conn:
-        written = await service.update_subscription(
-            conn, policy, tenant, subscription_id, body, utcnow()
-        )
+    written = await service.update_subscription(
+        conn, policy, tenant, subscription_id, body, utcnow()
+    )
     return json_response(service.to_api(written.row, policy, reveal_secret=written.reveal_secret))
 
 
@@ -109,14 +113,13 @@ async def _update(
 )
 async def list_subscriptions(
     principal: SubscriptionsRead,
-    request: Request,
+    policy: Policy,
+    conn: ReadConnection,
     include_inactive: Annotated[bool, Query(description="Also list inactive ones")] = False,
 ) -> Response:
-    policy = _policy(request)
-    async with get_context(request).db.read() as conn:
-        rows = await service.list_subscriptions(
-            conn, principal.tenant, include_inactive=include_inactive
-        )
+    rows = await service.list_subscriptions(
+        conn, principal.tenant, include_inactive=include_inactive
+    )
     return json_response([service.to_api(row, policy) for row in rows])
 
 
@@ -127,11 +130,10 @@ async def list_subscriptions(
     responses=error_responses(400, 401, 403, 404),
 )
 async def get_subscription(
-    subscription_id: IdPath, principal: SubscriptionsRead, request: Request
+    subscription_id: IdPath, principal: SubscriptionsRead, policy: Policy, conn: ReadConnection
 ) -> Response:
-    async with get_context(request).db.read() as conn:
-        row = await service.get_subscription(conn, principal.tenant, subscription_id)
-    return json_response(service.to_api(row, _policy(request)))
+    row = await service.get_subscription(conn, principal.tenant, subscription_id)
+    return json_response(service.to_api(row, policy))
 
 
 @router.put(
@@ -146,10 +148,9 @@ async def get_subscription(
     responses=error_responses(400, 401, 403, 404),
 )
 async def deactivate_subscription(
-    subscription_id: IdPath, principal: SubscriptionsWrite, request: Request
+    subscription_id: IdPath, principal: SubscriptionsWrite, conn: WriteConnection
 ) -> Response:
-    async with get_context(request).db.write() as conn:
-        await service.set_active(conn, principal.tenant, subscription_id, False, utcnow())
+    await service.set_active(conn, principal.tenant, subscription_id, False, utcnow())
     return json_response(service.DEACTIVATE_ACCEPTED, 202)
 
 
@@ -161,8 +162,7 @@ async def deactivate_subscription(
     responses=error_responses(400, 401, 403, 404),
 )
 async def activate_subscription(
-    subscription_id: IdPath, principal: SubscriptionsWrite, request: Request
+    subscription_id: IdPath, principal: SubscriptionsWrite, policy: Policy, conn: WriteConnection
 ) -> Response:
-    async with get_context(request).db.write() as conn:
-        row = await service.set_active(conn, principal.tenant, subscription_id, True, utcnow())
-    return json_response(service.to_api(row, _policy(request)))
+    row = await service.set_active(conn, principal.tenant, subscription_id, True, utcnow())
+    return json_response(service.to_api(row, policy))

@@ -1,7 +1,7 @@
 # ruff: noqa: T201, ASYNC220, ASYNC251
 """Delivery throughput and end-to-end latency to a local webhook sink.
 
-    python scripts/bench_delivery.py [--database-url postgresql+asyncpg://postgres@127.0.0.1/bench]
+    .venv/bin/python bench/delivery.py [--database-url postgresql+asyncpg://postgres@127.0.0.1/bench]
         [--events 5000] [--subscriptions 2] [--concurrency N] [--rate 500 --duration 10]
 
 Creates the schema (migrations), a tenant, N webhook subscriptions pointing at a sink (uvicorn,
