@@ -8,9 +8,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from event_collector.kit.errors import BadRequest
 from tests.notifications.helpers import Shop, job, many_shoppers, notifications, run
 
 KEY = "SG.test-key-abcdefghijklmnop"
@@ -161,4 +163,21 @@ async def test_dry_run_shows_the_template_data(client, tenant, context) -> None:
     assert first["channels"] == ["sendgrid"]
     assert first["template_id"] == "d-1"
     assert first["dynamic_template_data"]["items"][0]["saving"] == "5.00"
+    assert await notifications(client, tenant) == []
+
+
+async def test_sendgrid_without_a_key_refuses_the_run_before_claiming(
+    client, tenant, context
+) -> None:
+    shop = Shop(client, tenant)
+    await shop.product("p1")
+    await shop.variant("v1")
+    await shop.price("v1", "10.00")
+    await many_shoppers(shop, 1, "v1")
+    await shop.price("v1", "10.00", "5.00")
+    await client.put(
+        "/api/v1/email-settings", json={"provider": "sendgrid"}, headers=tenant.headers
+    )
+    with pytest.raises(BadRequest, match="no API key"):
+        await run(context, tenant, job("PRICE_DROP", template_id="d-1"), run_id="r1")
     assert await notifications(client, tenant) == []

@@ -136,9 +136,10 @@ async def test_run_killed_mid_send_is_taken_over_and_sends_each_message_once(
     early = await run(context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings, now=now)
     assert early.counts["sent"] == 0
     assert len(box.messages) == 2
+    # The job's next run (or this one resumed) sends what the dead run left.
     later = now + LEASE + timedelta(seconds=1)
     outcome = await run(
-        context, tenant, job("PRICE_DROP"), run_id="r1", settings=settings, now=later
+        context, tenant, job("PRICE_DROP"), run_id="r2", settings=settings, now=later
     )
     assert outcome.counts["sent"] == 3
     assert outcome.counts["messages"] == 0

@@ -56,7 +56,8 @@ notification_table = Table(
         "tenant", "job_id", "run_id", "customer_id", "channel", name="uq_notification_run_customer"
     ),
     Index("ix_notification_tenant_id", "tenant", "id"),
-    Index("ix_notification_tenant_run_status", "tenant", "run_id", "status"),
+    Index("ix_notification_tenant_run_id", "tenant", "run_id"),
+    Index("ix_notification_tenant_job_status", "tenant", "job_id", "channel", "status"),
     Index("ix_notification_tenant_customer_id", "tenant", "customer_id"),
 )
 

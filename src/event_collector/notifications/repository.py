@@ -88,7 +88,7 @@ class NotificationRepository:
     async def lease_pending(
         self,
         tenant: str,
-        run_id: str,
+        job_id: str,
         channel: str,
         *,
         owner: str,
@@ -96,12 +96,12 @@ class NotificationRepository:
         now: datetime,
         limit: int,
     ) -> list[RowMapping]:
-        """Lease up to ``limit`` unsent notifications of the run: pending ones, and ones whose
-        sender's lease expired (a crashed run being taken over)."""
+        """Lease up to ``limit`` unsent notifications of the job: pending ones, and ones whose
+        sender's lease expired (left by a crashed run: the next run of the job sends them)."""
         n = notification_table
         due = and_(
             n.c.tenant == tenant,
-            n.c.run_id == run_id,
+            n.c.job_id == job_id,
             n.c.channel == channel,
             or_(
                 n.c.status == "pending",

@@ -121,6 +121,11 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     messages = _messages(candidates, params, campaign, request.now)
     counts["items_over_cap"] = counts["items_eligible"] - sum(len(m.items) for m in messages)
     email_channel = sender.provider if output in ("email", "both") else None
+    if email_channel == "sendgrid" and not sender.sendgrid_api_key and not request.dry_run:
+        raise BadRequest(
+            "the email provider is SendGrid but no API key is set "
+            "(PUT /api/v1/email-settings, or EC_SENDGRID_API_KEY)"
+        )
     if email_channel in ("outbox", "smtp"):
         for message in messages:
             deps.renderer.render(message, campaign)
@@ -320,8 +325,8 @@ async def _send_pending(
     campaign: Campaign,
     channel_name: str,
 ) -> dict[str, int]:
-    """Send the run's unsent notifications (also those a crashed attempt of this run left),
-    recording each outcome batch before the next is sent."""
+    """Send the job's unsent notifications: this run's, and any a crashed run left (once its
+    lease expired), recording each outcome batch before the next is sent."""
     owner = f"run:{run_id}:{uuid.uuid4().hex[:8]}"
     counts = {"sent": 0, "errors": 0, "skipped_out_of_stock_at_send": 0}
     http = deps.http or httpx.AsyncClient(timeout=deps.settings.sendgrid_timeout_seconds)
@@ -332,7 +337,7 @@ async def _send_pending(
             async with deps.db.write() as conn:
                 leased = await NotificationRepository(conn).lease_pending(
                     request.tenant,
-                    run_id,
+                    campaign.job_id,
                     channel_name,
                     owner=owner,
                     until=now + LEASE,

@@ -59,8 +59,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("notification", schema=None) as batch_op:
         batch_op.create_index("ix_notification_tenant_id", ["tenant", "id"], unique=False)
+        batch_op.create_index("ix_notification_tenant_run_id", ["tenant", "run_id"], unique=False)
         batch_op.create_index(
-            "ix_notification_tenant_run_status", ["tenant", "run_id", "status"], unique=False
+            "ix_notification_tenant_job_status",
+            ["tenant", "job_id", "channel", "status"],
+            unique=False,
         )
         batch_op.create_index(
             "ix_notification_tenant_customer_id", ["tenant", "customer_id"], unique=False
@@ -116,6 +119,7 @@ def downgrade() -> None:
     op.drop_table("notification_ledger")
     with op.batch_alter_table("notification", schema=None) as batch_op:
         batch_op.drop_index("ix_notification_tenant_customer_id")
-        batch_op.drop_index("ix_notification_tenant_run_status")
+        batch_op.drop_index("ix_notification_tenant_job_status")
+        batch_op.drop_index("ix_notification_tenant_run_id")
         batch_op.drop_index("ix_notification_tenant_id")
     op.drop_table("notification")
