@@ -23,7 +23,7 @@ from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
-from event_collector.read_model.service import apply_events as apply_read_model
+from event_collector.read_model.apply.hook import apply_events as apply_read_model
 
 
 class Component(Protocol):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from event_collector.read_model import service as read_model_service
+from event_collector.read_model import rebuild
+from event_collector.read_model.apply import rules
 from tests.factories import event_body
 from tests.read_model.helpers import comparable, dump, get, post, post_raw_payload
 
@@ -99,7 +100,7 @@ async def test_rebuild_equals_incremental(client, context, tenant, other_tenant)
     assert incremental["rm_stock_episode"]  # the history did produce episodes
 
     seen: list[tuple[int, int]] = []
-    replayed = await read_model_service.rebuild(
+    replayed = await rebuild.rebuild(
         context.db,
         tenant.name,
         progress=lambda done, total: seen.append((done, total)),
@@ -235,14 +236,14 @@ async def test_openapi_documents_the_read_model(client) -> None:
 
 
 async def test_a_bug_while_applying_is_contained(client, context, tenant, monkeypatch) -> None:
-    original = read_model_service._apply_entity
+    original = rules.apply_entity
 
     async def flaky(ctx, entity_type, entity):
         if entity.key.get("id") == "boom":
             raise RuntimeError("bug")
         await original(ctx, entity_type, entity)
 
-    monkeypatch.setattr(read_model_service, "_apply_entity", flaky)
+    monkeypatch.setattr(rules, "apply_entity", flaky)
     batch = [
         event_body(event_type="CUSTOMER", payload={"id": "ok-1", "email": "a@example.com"}),
         event_body(event_type="CUSTOMER", payload={"id": "boom", "email": "b@example.com"}),

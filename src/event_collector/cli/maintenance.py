@@ -28,7 +28,7 @@ def rebuild_read_model(
     """Clear the read model and replay the stored events into it, in arrival order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from event_collector.read_model import service as read_model_service
+    from event_collector.read_model import rebuild as read_model_rebuild
 
     scope = f"tenant {tenant!r}" if tenant else "every tenant"
     if not yes:
@@ -47,7 +47,7 @@ def rebuild_read_model(
             def report(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            return await read_model_service.rebuild(db, tenant, progress=report)
+            return await read_model_rebuild.rebuild(db, tenant, progress=report)
 
     replayed = run_with_database(cli_settings(), work)
     console.print(f"rebuilt the read model of {scope} from {replayed} events")

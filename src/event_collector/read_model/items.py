@@ -81,6 +81,14 @@ from event_collector.models import (
     wishlist_table,
 )
 
+# The lookups below read these aliases, one per table: each lookup is a subquery of its own, so
+# they can share one (built once: an alias copies every column). Never nest a lookup in another
+# of the same table: the inner one would correlate to the outer one's alias.
+_LOOKUP = {
+    table: table.alias(f"{table.name}_lookup")
+    for table in (customer_table, wishlist_table, variant_table, product_table, price_table)
+}
+
 
 def marketing_consent(customer: FromClause = customer_table) -> ColumnElement[bool]:
     """A customer's marketing consent, for WHERE clauses and selects (DESIGN §6.2):
@@ -89,9 +97,10 @@ def marketing_consent(customer: FromClause = customer_table) -> ColumnElement[bo
     return func.coalesce(customer.c.opt_in_active, customer.c.accepts_marketing, false())
 
 
-def _id_by_ref(table: Table, tenant: str, ref: ColumnElement[str]) -> ScalarSelect[str]:
-    """The id of the row of ``table`` with this ref: a live one first, then the lowest id."""
-    candidate = table.alias()
+def id_by_ref(table: Table, tenant: str, ref: ColumnElement[str] | str) -> ScalarSelect[str]:
+    """The id of the row of ``table`` with this ref: a live one first, then the lowest id (the
+    one rule for refs that several rows share)."""
+    candidate = _LOOKUP[table]
     return (
         select(candidate.c.id)
         .where(candidate.c.tenant == tenant, candidate.c.ref == ref)
@@ -103,11 +112,21 @@ def _id_by_ref(table: Table, tenant: str, ref: ColumnElement[str]) -> ScalarSele
 
 def _known_id(table: Table, tenant: str, entity_id: ColumnElement[str]) -> ScalarSelect[str]:
     """``entity_id`` when ``table`` has a row with that id, else NULL."""
-    candidate = table.alias()
+    candidate = _LOOKUP[table]
     return (
         select(candidate.c.id)
         .where(candidate.c.tenant == tenant, candidate.c.id == entity_id)
         .scalar_subquery()
+    )
+
+
+def product_id_of(
+    tenant: str, product_id: ColumnElement[str], product_ref: ColumnElement[str]
+) -> ColumnElement[str]:
+    """The product a variant (``baseProductId``/``baseProductRef``) or an item
+    (``productId``/``productRef``) names: the one with that id, else the one with that ref."""
+    return func.coalesce(
+        _known_id(product_table, tenant, product_id), id_by_ref(product_table, tenant, product_ref)
     )
 
 
@@ -116,7 +135,7 @@ def _live_price_currency(
 ) -> ScalarSelect[str]:
     """``currency`` when the sellable has a live price in it; with ``currency=None``, the
     currency of its most recently written live price."""
-    live = price_table.alias()
+    live = _LOOKUP[price_table]
     statement = select(live.c.currency).where(
         live.c.tenant == tenant,
         live.c.variant_id == sellable_id,
@@ -144,23 +163,22 @@ def resolved_items(tenant: str) -> Subquery:
 
     wishlist_id = case(
         (item.c.wishlist_id.is_not(None), item.c.wishlist_id),
-        else_=_id_by_ref(wishlist_table, tenant, item.c.wishlist_ref),
+        else_=id_by_ref(wishlist_table, tenant, item.c.wishlist_ref),
     )
     customer_id = case(
         (wishlist.c.customer_id.is_not(None), wishlist.c.customer_id),
-        else_=_id_by_ref(customer_table, tenant, wishlist.c.customer_ref),
+        else_=id_by_ref(customer_table, tenant, wishlist.c.customer_ref),
     )
     variant_id = case(
         (item.c.variant_id.is_not(None), item.c.variant_id),
-        else_=_id_by_ref(variant_table, tenant, item.c.variant_ref),
+        else_=id_by_ref(variant_table, tenant, item.c.variant_ref),
     )
     product_id = func.coalesce(
-        _known_id(product_table, tenant, variant.c.base_product_id),
-        _id_by_ref(product_table, tenant, variant.c.base_product_ref),
-        _known_id(product_table, tenant, item.c.product_id),
-        _id_by_ref(product_table, tenant, item.c.product_ref),
+        product_id_of(tenant, variant.c.base_product_id, variant.c.base_product_ref),
+        product_id_of(tenant, item.c.product_id, item.c.product_ref),
     )
-    # A variant id names prices and stock even before the variant itself arrives.
+    # A variant id names prices and stock even before the variant itself arrives. The apply
+    # rules follow the same rule on rows not yet written (apply/rules.py, _sellable_of).
     sellable_id = case(
         (item.c.variant_id.is_not(None), item.c.variant_id),
         (item.c.variant_ref.is_not(None), variant.c.id),
