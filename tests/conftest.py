@@ -107,6 +107,8 @@ def make_settings(database_url: str, key_dir: Path, **overrides: Any) -> Setting
         "token_cache_seconds": 0,
         # Delivery tests run their own app with a dispatcher (tests/delivery/conftest.py).
         "dispatcher_enabled": False,
+        # Job tests run their own schedulers (tests/jobs).
+        "scheduler_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
+from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
@@ -38,7 +39,12 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings, api=True, dispatcher=settings.dispatcher_enabled)
+        runtime = Runtime.build(
+            settings,
+            api=True,
+            dispatcher=settings.dispatcher_enabled,
+            scheduler=settings.scheduler_enabled,
+        )
         app.state.runtime = runtime
         try:
             await runtime.start()
@@ -69,6 +75,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
     app.include_router(read_model_endpoints.router)
+    app.include_router(job_endpoints.router)
     app.include_router(notification_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)

@@ -19,6 +19,9 @@ from event_collector.auth.service import TokenService
 from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.delivery.routing import routing_hook
 from event_collector.events.writer import EventWriter
+from event_collector.jobs.clock import load_clock
+from event_collector.jobs.runner import JobRunner, NoRulesRunner, load_runner
+from event_collector.jobs.scheduler import Scheduler
 from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
@@ -44,18 +47,30 @@ class Runtime:
         self.secrets = secrets
         # The delivery dispatcher running in this process (None when it runs elsewhere).
         self.dispatcher: Dispatcher | None = None
+        # What job runs execute (the scheduler's, the run endpoint's), and the job scheduler
+        # running in this process (None when it runs elsewhere).
+        self.job_runner: JobRunner = NoRulesRunner()
+        self.scheduler: Scheduler | None = None
         self._tokens: TokenService | None = None
         self._writer: EventWriter | None = None
         self._components: list[Component] = []
         self._started: list[Component] = []
 
     @classmethod
-    def build(cls, settings: Settings, *, api: bool, dispatcher: bool) -> Runtime:
+    def build(
+        cls, settings: Settings, *, api: bool, dispatcher: bool, scheduler: bool = False
+    ) -> Runtime:
         """``api``: the token service and the event writer the HTTP API needs;
-        ``dispatcher``: run the delivery dispatcher in this process."""
+        ``dispatcher``: run the delivery dispatcher in this process; ``scheduler``: the job
+        scheduler."""
         runtime = cls(
             settings, Database.from_settings(settings), SecretBox.from_key_dir(settings.key_dir)
         )
+        runtime.job_runner = load_runner(settings, runtime.db)
+        if scheduler:
+            runtime.scheduler = runtime.add(
+                Scheduler(settings, runtime.db, runtime.job_runner, clock=load_clock(settings))
+            )
         if dispatcher:
             runtime.dispatcher = runtime.add(Dispatcher(settings, runtime.db, runtime.secrets))
         if api:

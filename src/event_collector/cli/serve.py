@@ -25,7 +25,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (EC_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (EC_PORT).")] = None,
 ) -> None:
-    """Run the HTTP API and the delivery dispatcher (EC_DISPATCHER_ENABLED=false: API only)."""
+    """Run the HTTP API, the delivery dispatcher and the job scheduler (EC_*_ENABLED=false)."""
     import uvicorn
 
     from event_collector.app import create_app

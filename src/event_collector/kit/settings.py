@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     )
     delivery_idle_poll_seconds: float = Field(default=30.0, gt=0)
 
+    # Jobs (the notification job scheduler, docs/jobs.md)
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the job scheduler inside `serve`."
+    )
+    scheduler_missed_runs: Literal["coalesce", "skip"] = Field(
+        default="coalesce",
+        description="Occurrences missed while no scheduler ran: one run for them all, or none.",
+    )
+    scheduler_lease_seconds: float = Field(default=60.0, gt=0)
+    scheduler_idle_poll_seconds: float = Field(default=60.0, gt=0)
+    jobs_runner: str | None = Field(
+        default=None,
+        description="`module:factory` building the run executor (default: evaluates no rules).",
+    )
+    scheduler_clock: str | None = Field(
+        default=None, description="Tests only: `module:factory` building the scheduler's clock."
+    )
+
     # Notifications (used by the notification capability)
     email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
     email_from: str = "notifications@localhost"

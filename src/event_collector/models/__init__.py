@@ -1,6 +1,7 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
 from event_collector.models.event import event_table
+from event_collector.models.jobs import job_run_table, job_table
 from event_collector.models.notifications import (
     email_settings_table,
     notification_ledger_table,
@@ -35,6 +36,8 @@ __all__ = [
     "delivery_table",
     "email_settings_table",
     "event_table",
+    "job_run_table",
+    "job_table",
     "notification_ledger_table",
     "notification_table",
     "oauth_client_table",

@@ -12,7 +12,7 @@ import base64
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import RowMapping
 
+from event_collector.jobs.runner import RunOutcome, RunRequest
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import AnyConnection, Database
 from event_collector.kit.errors import BadRequest
@@ -73,24 +74,6 @@ class NotifyDeps:
     # SendGrid's HTTP client; a run makes its own when None.
     http: httpx.AsyncClient | None = None
     sendgrid_backoff_seconds: float = 1.0
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """What the jobs' scheduler asks for (jobs/runner.py)."""
-
-    tenant: str
-    job: Mapping[str, Any]
-    run_id: str | None
-    dry_run: bool
-    now: datetime
-
-
-@dataclass
-class RunOutcome:
-    counts: dict[str, int]
-    # The rendered messages (dry runs; a real run's are in the notifications API).
-    messages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _output(parameters: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """notifications: send ledger, notifications (outbox), email settings
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-30 02:30:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import event_collector.kit.db
 
 revision: str = "0006"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

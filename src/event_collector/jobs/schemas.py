@@ -1,0 +1,181 @@
+"""Job shapes, with the seed's field names (snake_case, plus ``scheduleExpression`` as written).
+
+Pydantic checks each field on its own; the service checks what depends on several fields or on
+the stored job (the effective schedule in its time zone, ``template_id``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from event_collector.subscriptions.schemas import SubscriptionId
+
+NOTIFICATIONS = ("REMINDER", "PRICE_DROP", "LOW_STOCK", "BACK_IN_STOCK")
+
+# Ids travel in URL paths as subscription ids do.
+JobId = SubscriptionId
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _check_notification(value: str) -> str:
+    if value not in NOTIFICATIONS:
+        raise ValueError(f"must be one of {', '.join(NOTIFICATIONS)}")
+    return value
+
+
+MAX_ITEMS_IN_EMAIL = 1000
+
+
+def _check_item_count(value: int) -> int:
+    if value == 0 or value < -1 or value > MAX_ITEMS_IN_EMAIL:
+        raise ValueError(f"must be -1 (the whole wishlist) or 1 to {MAX_ITEMS_IN_EMAIL}")
+    return value
+
+
+def _blank_is_absent(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Notification = Annotated[
+    str,
+    BeforeValidator(_upper),
+    AfterValidator(_check_notification),
+    Field(json_schema_extra={"enum": list(NOTIFICATIONS)}),
+]
+ItemCount = Annotated[
+    int,
+    AfterValidator(_check_item_count),
+    Field(description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}."),
+]
+# No control characters (PostgreSQL text cannot hold NUL).
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Expression = Annotated[
+    Annotated[str, StringConstraints(max_length=256, pattern=_PRINTABLE)] | None,
+    BeforeValidator(_blank_is_absent),
+]
+TemplateId = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
+TimeZone = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]
+_SCHEDULE = "A standard 5-field cron expression (minute hour day-of-month month day-of-week)."
+_EXPRESSION = (
+    "Optional; wins over `schedule` when present: a 5-field cron expression, AWS style "
+    "`cron(min hour day-of-month month day-of-week year)` (day-of-week 1-7 = SUN-SAT, `?` "
+    "in one of the day fields) or `rate(N minute|minutes|hour|hours|day|days)`."
+)
+_TIMEZONE = "IANA time zone the schedule is read in (default UTC)."
+_TEMPLATE = (
+    'SendGrid template id; required unless `job_parameters.output` is "message" (the job '
+    "only publishes NOTIFICATION messages)."
+)
+_PARAMETERS = "`campaign_id`, `utm_medium` and any other keys (thresholds …)."
+
+
+class JobIn(BaseModel):
+    """A job as a client creates it (POST /api/v1/jobs)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: JobId | None = Field(default=None, description="Generated (UUID) when absent.")
+    deleted: bool = False
+    is_active: bool = True
+    is_scheduled: bool = True
+    job_parameters: dict[str, Any] = Field(default_factory=dict, description=_PARAMETERS)
+    notification: Notification
+    number_of_items_in_email: ItemCount = -1
+    schedule: Expression = Field(default=None, description=_SCHEDULE)
+    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
+    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE)
+    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
+
+
+class JobUpdate(BaseModel):
+    """A PUT body: fields present replace the stored ones; ``job_parameters`` merge key by key.
+
+    Read-only fields a GET returns (``next_run_at`` …) are ignored, so a GET body can be sent back.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: JobId | None = None
+    deleted: bool | None = None
+    is_active: bool | None = None
+    is_scheduled: bool | None = None
+    job_parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS)
+    notification: Notification | None = None
+    number_of_items_in_email: ItemCount | None = None
+    schedule: Expression = Field(default=None, description=_SCHEDULE)
+    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
+    timezone: TimeZone | None = Field(default=None, description=_TIMEZONE)
+    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
+
+
+# --- responses (documentation; the endpoints render dicts) ---------------------------------
+
+
+class RunOut(BaseModel):
+    id: str
+    job_id: str
+    status: str = Field(description="queued | running | succeeded | failed")
+    trigger: str = Field(description="schedule | manual")
+    scheduled_for: str | None = Field(description="The occurrence (UTC); null for manual runs.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int = Field(description="Starts; above 1 when taken over after a crash.")
+    counts: dict[str, int] | None = Field(
+        description="considered, sent, errors, skipped_<reason> (set when finished)."
+    )
+    error: str | None = Field(description="Why the run failed.")
+
+
+class JobOut(BaseModel):
+    id: str
+    deleted: bool
+    is_active: bool
+    is_scheduled: bool
+    job_parameters: dict[str, Any]
+    notification: str
+    number_of_items_in_email: int
+    schedule: str | None
+    scheduleExpression: str | None
+    timezone: str
+    template_id: str | None
+    schedule_description: str | None = Field(description="The schedule in plain words.")
+    next_run_at: str | None = Field(
+        description="Next occurrence (UTC); null while the job cannot run."
+    )
+    next_run_at_local: str | None = Field(description="The same instant in the job's timezone.")
+    last_run: RunOut | None
+    created_at: str
+    updated_at: str
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class RunAccepted(BaseModel):
+    run_id: str
+    status: str
+
+
+class DryRunOut(BaseModel):
+    messages: list[dict[str, Any]]
+    counts: dict[str, int]
