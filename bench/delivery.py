@@ -240,11 +240,15 @@ async def main(args: argparse.Namespace) -> None:
     from sqlalchemy import func, insert, select
 
     from event_collector.delivery.dispatcher import Dispatcher
+    from event_collector.delivery.messages import event_message
+    from event_collector.delivery.service import enqueue_messages
+    from event_collector.events.repository import EventRepository
     from event_collector.kit import migrate
     from event_collector.kit.crypto import SecretBox
     from event_collector.kit.db import Database, utcnow
     from event_collector.kit.settings import Settings
     from event_collector.models import delivery_table, event_table, subscription_table, tenant_table
+    from event_collector.subscriptions.service import secret_associated_data
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     sink_file = workdir / "sink.py"
@@ -303,7 +307,7 @@ async def main(args: argparse.Namespace) -> None:
                         destination={"url": f"http://127.0.0.1:{port}/hook/{sub}"},
                         secret_sealed=secrets.seal(
                             "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
-                            associated_data=f"{tenant}:{sub}",
+                            associated_data=secret_associated_data(tenant, sub),
                         ),
                         created_at=now,
                         updated_at=now,
@@ -327,31 +331,12 @@ async def main(args: argparse.Namespace) -> None:
                     for i in range(args.events)
                 ],
             )
-            seqs = list(
-                (
-                    await conn.execute(
-                        select(event_table.c.seq).where(event_table.c.tenant == tenant)
-                    )
-                ).scalars()
+            # The deliveries carry their events' messages, as routing makes them.
+            stored = await EventRepository(conn).iter_all(tenant, after_seq=0, limit=args.events)
+            await enqueue_messages(
+                conn, tenant, "CUSTOMER", "CREATE", [event_message(event) for event in stored]
             )
-            await conn.execute(
-                insert(delivery_table),
-                [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "tenant": tenant,
-                        "subscription_id": sub,
-                        "event_seq": seq,
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    }
-                    for seq in seqs
-                    for sub in subs
-                ],
-            )
-        total = len(seqs) * len(subs)
+        total = len(stored) * len(subs)
         for _ in range(50):  # wait for the sink
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from event_collector.kit import db as kit_db
 from event_collector.kit.db import Database
+from event_collector.kit.db import engine as kit_db_engine
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, wait_until
@@ -80,13 +80,13 @@ class Clock:
         return self.now
 
     def sit_idle(self) -> None:
-        self.now += kit_db.PING_AFTER_IDLE_SECONDS + 1
+        self.now += kit_db_engine.PING_AFTER_IDLE_SECONDS + 1
 
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(kit_db, "time", fake)
+    monkeypatch.setattr(kit_db_engine, "time", fake)
     return fake
 
 

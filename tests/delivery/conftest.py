@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
@@ -21,8 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from event_collector.app import create_app
 from event_collector.kit.settings import Settings
-from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture, make_settings, make_tenant
+from tests.conftest import make_settings
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +51,7 @@ class WebhookReceiver:
     base_url: str
     received: list[Received] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    held: list[str] = field(default_factory=list)  # paths of /slow requests being held
     lock: threading.Lock = field(default_factory=threading.Lock)
     seen: dict[str, int] = field(default_factory=dict)
 
@@ -83,6 +82,8 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             )
             path = self.path
             if path.startswith("/slow"):
+                with receiver.lock:
+                    receiver.held.append(path)
                 receiver.release.wait(60)
             with receiver.lock:
                 receiver.received.append(record)
@@ -139,33 +140,18 @@ def delivery_settings(
     )
 
 
-# Per module: its dispatcher must not go on sending (and changing rows) while other modules'
-# tests, which run without one, look at their delivery rows and subscriptions.
 @pytest_asyncio.fixture(scope="module")
-async def dapp(delivery_settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(
+    request: pytest.FixtureRequest, app: FastAPI, delivery_settings: Settings
+) -> AsyncIterator[FastAPI]:
+    """The shared app of tests/conftest.py (and so its ``context``, ``client``, ``tenant`` and
+    ``other_tenant``), except in modules that set ``DISPATCHER = True``: those get an app of
+    their own whose dispatcher runs with ``DELIVERY_OVERRIDES``. One per module: its dispatcher
+    must not go on sending (and changing rows) while other modules' tests, which run without
+    one, look at their delivery rows and subscriptions."""
+    if not getattr(request.module, "DISPATCHER", False):
+        yield app
+        return
     application = create_app(delivery_settings)
     async with application.router.lifespan_context(application):
         yield application
-
-
-@pytest.fixture
-def dcontext(dapp: FastAPI) -> Runtime:
-    ctx: Runtime = dapp.state.runtime
-    return ctx
-
-
-@pytest_asyncio.fixture
-async def dclient(dapp: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=dapp)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http
-
-
-@pytest_asyncio.fixture
-async def dtenant(dcontext: Runtime, dclient: httpx.AsyncClient) -> TenantFixture:
-    return await make_tenant(dcontext, dclient)
-
-
-@pytest_asyncio.fixture
-async def dother_tenant(dcontext: Runtime, dclient: httpx.AsyncClient) -> TenantFixture:
-    return await make_tenant(dcontext, dclient)

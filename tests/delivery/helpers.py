@@ -14,9 +14,10 @@ import httpx
 from sqlalchemy import insert, select
 
 from event_collector.kit.db import utcnow
-from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.models import delivery_attempt_table, delivery_table
 from event_collector.models import subscription_table as s
 from event_collector.runtime import Runtime
+from event_collector.subscriptions.service import secret_associated_data
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -37,7 +38,9 @@ async def create_subscription(
 ) -> str:
     subscription_id = f"sub-{uuid.uuid4().hex[:10]}"
     sealed = (
-        context.secrets.seal(secret, associated_data=f"{tenant}:{subscription_id}")
+        context.secrets.seal(
+            secret, associated_data=secret_associated_data(tenant, subscription_id)
+        )
         if secret
         else None
     )
@@ -87,15 +90,19 @@ async def route(
     (subscription, event) → delivery id; every pair must have one."""
     async with context.db.read() as conn:
         rows = await conn.execute(
-            select(delivery_table.c.id, delivery_table.c.subscription_id, event_table.c.id)
-            .join(event_table, event_table.c.seq == delivery_table.c.event_seq)
-            .where(
+            select(
+                delivery_table.c.id, delivery_table.c.subscription_id, delivery_table.c.attributes
+            ).where(
                 delivery_table.c.tenant == tenant,
                 delivery_table.c.subscription_id.in_(list(subscription_ids)),
-                event_table.c.id.in_(list(event_ids)),
             )
         )
-        made = {(row[1], row[2]): row[0] for row in rows}
+        wanted = set(event_ids)
+        made = {
+            (row.subscription_id, row.attributes["event_id"]): row.id
+            for row in rows
+            if row.attributes["event_id"] in wanted
+        }
     expected = {(sub, event) for sub in subscription_ids for event in event_ids}
     assert set(made) == expected, f"routing made {len(made)} of {len(expected)} deliveries"
     return made

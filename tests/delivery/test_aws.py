@@ -14,6 +14,10 @@ from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.helpers import attempts, create_subscription, post_events, route, wait_status
 
+# The dispatcher runs in this module's app (tests/delivery/conftest.py).
+DISPATCHER = True
+
+
 REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "AKIDSUBSCRIBER", "aws_secret_access_key": "subscriber-secret"}
 
@@ -48,13 +52,13 @@ async def receive_all(sqs: Any, queue_url: str, expected: int) -> list[dict[str,
     return messages
 
 
-async def api_event(dclient: Any, tenant: TenantFixture, event_id: str) -> dict[str, Any]:
-    response = await dclient.get(f"/api/v1/events/{event_id}", headers=tenant.headers)
+async def api_event(client: Any, tenant: TenantFixture, event_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/events/{event_id}", headers=tenant.headers)
     return dict(response.json())
 
 
 async def test_event_reaches_standard_and_fifo_queues(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    context: Runtime, client: Any, tenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs = aws["sqs"]
     name = f"q-{uuid.uuid4().hex[:8]}"
@@ -64,17 +68,17 @@ async def test_event_reaches_standard_and_fifo_queues(
     ]
     secret = KEYS["aws_secret_access_key"]
     sub_std = await create_subscription(
-        dcontext, dtenant.name, "SQS", sqs_destination(standard), secret=secret
+        context, tenant.name, "SQS", sqs_destination(standard), secret=secret
     )
     sub_fifo = await create_subscription(
-        dcontext, dtenant.name, "SQS", sqs_destination(fifo), secret=secret
+        context, tenant.name, "SQS", sqs_destination(fifo), secret=secret
     )
     # 12 events: more than one SendMessageBatch (10 entries) per queue.
-    events = await post_events(dclient, dtenant, 12, payload={"sku": "A-1", "qty": 3})
-    made = await route(dcontext, dtenant.name, [sub_std, sub_fifo], [e["id"] for e in events])
-    await wait_status(dcontext, list(made.values()), "delivered")
+    events = await post_events(client, tenant, 12, payload={"sku": "A-1", "qty": 3})
+    made = await route(context, tenant.name, [sub_std, sub_fifo], [e["id"] for e in events])
+    await wait_status(context, list(made.values()), "delivered")
 
-    expected = {e["id"]: await api_event(dclient, dtenant, e["id"]) for e in events}
+    expected = {e["id"]: await api_event(client, tenant, e["id"]) for e in events}
     for queue_url, sub, is_fifo in ((standard, sub_std, False), (fifo, sub_fifo, True)):
         messages = await receive_all(sqs, queue_url, 12)
         assert len(messages) == 12
@@ -85,7 +89,7 @@ async def test_event_reaches_standard_and_fifo_queues(
             assert {k: v for k, v in body.items() if k != "payload"} == event
             attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
             assert attributes == {
-                "tenant": dtenant.name,
+                "tenant": tenant.name,
                 "entity_type": "CUSTOMER",
                 "operation": "CREATE",
                 "event_type": "CUSTOMER",
@@ -93,16 +97,16 @@ async def test_event_reaches_standard_and_fifo_queues(
             }
             if is_fifo:
                 assert message["Attributes"]["MessageGroupId"] == (
-                    f"{dtenant.name}:CUSTOMER:{event['entity_id']}"
+                    f"{tenant.name}:CUSTOMER:{event['entity_id']}"
                 )
                 assert message["Attributes"]["MessageDeduplicationId"] == made[(sub, body["id"])]
-    log = await attempts(dcontext, made[(sub_fifo, events[0]["id"])])
+    log = await attempts(context, made[(sub_fifo, events[0]["id"])])
     assert [a["outcome"] for a in log] == ["success"]
     assert log[0]["status_code"] == 200
 
 
 async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    context: Runtime, client: Any, tenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs, sns = aws["sqs"], aws["sns"]
     suffix = uuid.uuid4().hex[:8]
@@ -121,15 +125,15 @@ async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
         )
         queues[kind] = url
     sub = await create_subscription(
-        dcontext,
-        dtenant.name,
+        context,
+        tenant.name,
         "SNS",
         {"topicArn": topic_arn, "region": REGION, "accessKey": KEYS["aws_access_key_id"]},
         secret=KEYS["aws_secret_access_key"],
     )
-    events = await post_events(dclient, dtenant, 3, payload={"name": "Ada"})
-    made = await route(dcontext, dtenant.name, [sub], [e["id"] for e in events])
-    await wait_status(dcontext, list(made.values()), "delivered")
+    events = await post_events(client, tenant, 3, payload={"name": "Ada"})
+    made = await route(context, tenant.name, [sub], [e["id"] for e in events])
+    await wait_status(context, list(made.values()), "delivered")
     ids = {e["id"] for e in events}
 
     raw = await receive_all(sqs, queues["raw"], 3)
@@ -138,7 +142,7 @@ async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
         body = json.loads(message["Body"])
         assert body["payload"] == {"name": "Ada"}
         assert message["MessageAttributes"]["event_id"]["StringValue"] == body["id"]
-        assert message["MessageAttributes"]["tenant"]["StringValue"] == dtenant.name
+        assert message["MessageAttributes"]["tenant"]["StringValue"] == tenant.name
 
     enveloped = await receive_all(sqs, queues["envelope"], 3)
     assert len(enveloped) == 3
@@ -153,18 +157,18 @@ async def test_sns_reaches_subscribed_queues_raw_and_enveloped(
 
 
 async def test_missing_queue_and_topic_are_permanent_failures(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, moto_endpoint: str
+    context: Runtime, client: Any, tenant: TenantFixture, moto_endpoint: str
 ) -> None:
     missing_queue = await create_subscription(
-        dcontext,
-        dtenant.name,
+        context,
+        tenant.name,
         "SQS",
         sqs_destination(f"{moto_endpoint}/123456789012/does-not-exist-{uuid.uuid4().hex[:6]}"),
         secret=KEYS["aws_secret_access_key"],
     )
     missing_topic = await create_subscription(
-        dcontext,
-        dtenant.name,
+        context,
+        tenant.name,
         "SNS",
         {
             "topicArn": f"arn:aws:sns:{REGION}:123456789012:nope-{uuid.uuid4().hex[:6]}",
@@ -173,29 +177,29 @@ async def test_missing_queue_and_topic_are_permanent_failures(
         },
         secret=KEYS["aws_secret_access_key"],
     )
-    (event,) = await post_events(dclient, dtenant)
-    made = await route(dcontext, dtenant.name, [missing_queue, missing_topic], [event["id"]])
-    rows = await wait_status(dcontext, list(made.values()), "failed")
+    (event,) = await post_events(client, tenant)
+    made = await route(context, tenant.name, [missing_queue, missing_topic], [event["id"]])
+    rows = await wait_status(context, list(made.values()), "failed")
     for row in rows.values():
         assert row["attempts"] == 3
         assert "(permanent)" in row["last_error"]
     for sub in (missing_queue, missing_topic):
         result = (
-            await dclient.post(f"/api/v1/event-subscription/{sub}/test", headers=dtenant.headers)
+            await client.post(f"/api/v1/event-subscription/{sub}/test", headers=tenant.headers)
         ).json()
         assert result["success"] is False
         assert result["error"]
 
 
 async def test_test_endpoint_sends_to_sqs(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    context: Runtime, client: Any, tenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs = aws["sqs"]
     url = (await sqs.create_queue(QueueName=f"test-{uuid.uuid4().hex[:8]}"))["QueueUrl"]
     sub = await create_subscription(
-        dcontext, dtenant.name, "SQS", sqs_destination(url), secret=KEYS["aws_secret_access_key"]
+        context, tenant.name, "SQS", sqs_destination(url), secret=KEYS["aws_secret_access_key"]
     )
-    response = await dclient.post(f"/api/v1/event-subscription/{sub}/test", headers=dtenant.headers)
+    response = await client.post(f"/api/v1/event-subscription/{sub}/test", headers=tenant.headers)
     assert response.status_code == 200
     assert response.json()["success"] is True
     (message,) = await receive_all(sqs, url, 1)
@@ -205,7 +209,7 @@ async def test_test_endpoint_sends_to_sqs(
 
 
 async def test_fifo_topic_gets_group_and_deduplication_ids(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    context: Runtime, client: Any, tenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     sqs, sns = aws["sqs"], aws["sns"]
     suffix = uuid.uuid4().hex[:8]
@@ -227,27 +231,27 @@ async def test_fifo_topic_gets_group_and_deduplication_ids(
         Attributes={"RawMessageDelivery": "true"},
     )
     sub = await create_subscription(
-        dcontext,
-        dtenant.name,
+        context,
+        tenant.name,
         "SNS",
         {"topicArn": topic_arn, "region": REGION, "accessKey": KEYS["aws_access_key_id"]},
         secret=KEYS["aws_secret_access_key"],
     )
-    events = await post_events(dclient, dtenant, 2)
-    made = await route(dcontext, dtenant.name, [sub], [e["id"] for e in events])
-    await wait_status(dcontext, list(made.values()), "delivered")
+    events = await post_events(client, tenant, 2)
+    made = await route(context, tenant.name, [sub], [e["id"] for e in events])
+    await wait_status(context, list(made.values()), "delivered")
     messages = await receive_all(sqs, url, 2)
     assert len(messages) == 2
     by_id = {e["id"]: e for e in events}
     for message in messages:
         body = json.loads(message["Body"])
         assert message["Attributes"]["MessageGroupId"] == (
-            f"{dtenant.name}:CUSTOMER:{by_id[body['id']]['entity_id']}"
+            f"{tenant.name}:CUSTOMER:{by_id[body['id']]['entity_id']}"
         )
 
 
 async def test_seed_legacy_sns_form_through_the_api_reaches_a_subscribed_queue(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, aws: dict[str, Any]
+    context: Runtime, client: Any, tenant: TenantFixture, aws: dict[str, Any]
 ) -> None:
     """The seed's own example: `type: "SNS"` with an `sqs` block whose queueUrl is a topic ARN,
     created through the API, then an event posted through the API: the whole path."""
@@ -264,7 +268,7 @@ async def test_seed_legacy_sns_form_through_the_api_reaches_a_subscribed_queue(
         Endpoint=queue_arn,
         Attributes={"RawMessageDelivery": "true"},
     )
-    created = await dclient.post(
+    created = await client.post(
         "/api/v1/event-subscription",
         json={
             "active": True,
@@ -282,12 +286,12 @@ async def test_seed_legacy_sns_form_through_the_api_reaches_a_subscribed_queue(
             "subscribeCreate": True,
             "subscribeDelete": True,
         },
-        headers=dtenant.headers,
+        headers=tenant.headers,
     )
     assert created.status_code == 201, created.text
     assert created.json()["destination"]["type"] == "SNS"
-    events = await post_events(dclient, dtenant, 2, payload={"id": "c-1"})
-    made = await route(dcontext, dtenant.name, [created.json()["id"]], [e["id"] for e in events])
-    await wait_status(dcontext, list(made.values()), "delivered")
+    events = await post_events(client, tenant, 2, payload={"id": "c-1"})
+    made = await route(context, tenant.name, [created.json()["id"]], [e["id"] for e in events])
+    await wait_status(context, list(made.values()), "delivered")
     received = await receive_all(sqs, queue_url, 2)
     assert {json.loads(m["Body"])["id"] for m in received} == {e["id"] for e in events}

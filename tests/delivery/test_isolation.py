@@ -21,25 +21,28 @@ from tests.delivery.helpers import (
     wait_status,
 )
 
+# The dispatcher runs in this module's app (tests/delivery/conftest.py).
+DISPATCHER = True
+
 
 async def test_slow_and_dead_destinations_do_not_delay_a_healthy_one(
-    dcontext: Runtime,
-    dclient: Any,
-    dtenant: TenantFixture,
+    context: Runtime,
+    client: Any,
+    tenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
     moto_endpoint: str,
 ) -> None:
     webhook_receiver.release.clear()
     tag = uuid.uuid4().hex[:8]
     slow = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/slow/{tag}")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/slow/{tag}")}
     )
     closed_port = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": "http://127.0.0.1:9/closed"}
+        context, tenant.name, "WEBHOOK", {"url": "http://127.0.0.1:9/closed"}
     )
     missing_queue = await create_subscription(
-        dcontext,
-        dtenant.name,
+        context,
+        tenant.name,
         "SQS",
         {
             "queueUrl": f"{moto_endpoint}/123456789012/missing-{tag}",
@@ -49,24 +52,24 @@ async def test_slow_and_dead_destinations_do_not_delay_a_healthy_one(
         secret="s",
     )
     healthy = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/{tag}")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/{tag}")}
     )
-    events = await post_events(dclient, dtenant, 20)
+    events = await post_events(client, tenant, 20)
     ids = [e["id"] for e in events]
     # The troubled destinations' deliveries are older: they are claimed first.
-    troubled = await route(dcontext, dtenant.name, [slow, closed_port, missing_queue], ids[:8])
-    good = await route(dcontext, dtenant.name, [healthy], ids)
+    troubled = await route(context, tenant.name, [slow, closed_port, missing_queue], ids[:8])
+    good = await route(context, tenant.name, [healthy], ids)
 
-    await wait_status(dcontext, list(good.values()), "delivered", within=10)
+    await wait_status(context, list(good.values()), "delivered", within=10)
     # Every healthy delivery is done while the slow destination still holds its requests.
     slow_ids = [v for (sub, _), v in troubled.items() if sub == slow]
-    rows = await deliveries(dcontext, slow_ids)
+    rows = await deliveries(context, slow_ids)
     assert all(r["status"] == "pending" and r["attempts"] == 0 for r in rows.values())
     assert webhook_receiver.for_path(f"/slow/{tag}") == []
     assert len(webhook_receiver.for_path(f"/ok/{tag}")) == 20
 
     webhook_receiver.release.set()
-    await wait_status(dcontext, slow_ids, "delivered", within=20)
+    await wait_status(context, slow_ids, "delivered", within=20)
 
 
 def _metric(name: str, labels: dict[str, str]) -> float:
@@ -74,23 +77,23 @@ def _metric(name: str, labels: dict[str, str]) -> float:
 
 
 async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture
+    context: Runtime, client: Any, tenant: TenantFixture
 ) -> None:
     labels = {"destination_type": "WEBHOOK", "state": "released"}
     released_before = _metric("ec_deliveries_total", labels)
     deactivated_before = _metric("ec_subscriptions_deactivated_total", {})
     dead = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": "http://127.0.0.1:9/dead"}
+        context, tenant.name, "WEBHOOK", {"url": "http://127.0.0.1:9/dead"}
     )
-    events = await post_events(dclient, dtenant, 12)
-    made = await route(dcontext, dtenant.name, [dead], [e["id"] for e in events])
+    events = await post_events(client, tenant, 12)
+    made = await route(context, tenant.name, [dead], [e["id"] for e in events])
 
     async def deactivated() -> bool:
-        async with dcontext.db.read() as conn:
+        async with context.db.read() as conn:
             row = (
                 await conn.execute(
                     select(subscription_table).where(
-                        subscription_table.c.tenant == dtenant.name,
+                        subscription_table.c.tenant == tenant.name,
                         subscription_table.c.id == dead,
                     )
                 )
@@ -99,11 +102,11 @@ async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
 
     # EC_DELIVERY_DEACTIVATE_AFTER is 3 s in these tests.
     await wait_for(deactivated, within=20, what="auto-deactivation")
-    async with dcontext.db.read() as conn:
+    async with context.db.read() as conn:
         row = (
             await conn.execute(
                 select(subscription_table).where(
-                    subscription_table.c.tenant == dtenant.name, subscription_table.c.id == dead
+                    subscription_table.c.tenant == tenant.name, subscription_table.c.id == dead
                 )
             )
         ).one()
@@ -115,24 +118,24 @@ async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
     # The breaker gave claimed work back instead of hammering the dead destination.
     assert _metric("ec_deliveries_total", labels) > released_before
     # Deliveries of an inactive subscription wait (pending or dead-lettered), never sent.
-    rows = await deliveries(dcontext, list(made.values()))
+    rows = await deliveries(context, list(made.values()))
     assert {r["status"] for r in rows.values()} <= {"pending", "failed"}
 
 
 async def test_success_clears_the_failing_period(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    context: Runtime, client: Any, tenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/flaky/1/clear")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url("/flaky/1/clear")}
     )
-    (event,) = await post_events(dclient, dtenant)
-    made = await route(dcontext, dtenant.name, [sub], [event["id"]])
-    await wait_status(dcontext, list(made.values()), "delivered")
-    async with dcontext.db.read() as conn:
+    (event,) = await post_events(client, tenant)
+    made = await route(context, tenant.name, [sub], [event["id"]])
+    await wait_status(context, list(made.values()), "delivered")
+    async with context.db.read() as conn:
         row = (
             await conn.execute(
                 select(subscription_table).where(
-                    subscription_table.c.tenant == dtenant.name, subscription_table.c.id == sub
+                    subscription_table.c.tenant == tenant.name, subscription_table.c.id == sub
                 )
             )
         ).one()
@@ -141,17 +144,17 @@ async def test_success_clears_the_failing_period(
 
 
 async def test_metrics_are_exposed_without_tenant_labels(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    context: Runtime, client: Any, tenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/metrics")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/metrics")}
     )
-    (event,) = await post_events(dclient, dtenant)
-    made = await route(dcontext, dtenant.name, [sub], [event["id"]])
-    await wait_status(dcontext, list(made.values()), "delivered")
-    assert dcontext.dispatcher is not None
-    await dcontext.dispatcher.refresh_metrics()
-    text = (await dclient.get("/metrics")).text
+    (event,) = await post_events(client, tenant)
+    made = await route(context, tenant.name, [sub], [event["id"]])
+    await wait_status(context, list(made.values()), "delivered")
+    assert context.dispatcher is not None
+    await context.dispatcher.refresh_metrics()
+    text = (await client.get("/metrics")).text
     for name in (
         'ec_deliveries_total{destination_type="WEBHOOK",state="delivered"}',
         'ec_delivery_attempt_seconds_bucket{destination_type="WEBHOOK"',
@@ -159,41 +162,50 @@ async def test_metrics_are_exposed_without_tenant_labels(
         "ec_delivery_oldest_due_age_seconds ",
     ):
         assert name in text, name
-    assert dtenant.name not in text
+    assert tenant.name not in text
     assert sub not in text
 
 
 async def test_subscription_deleted_while_sending_is_harmless(
-    dcontext: Runtime,
-    dclient: Any,
-    dtenant: TenantFixture,
+    context: Runtime,
+    client: Any,
+    tenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
     caplog: Any,
 ) -> None:
-    import asyncio
-
     from sqlalchemy import delete
 
     webhook_receiver.release.clear()
     tag = uuid.uuid4().hex[:8]
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/slow/{tag}")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/slow/{tag}")}
     )
-    (event,) = await post_events(dclient, dtenant)
-    made = await route(dcontext, dtenant.name, [sub], [event["id"]])
-    await asyncio.sleep(0.5)  # the request is now held by the receiver
-    async with dcontext.db.write() as conn:
+    (event,) = await post_events(client, tenant)
+    made = await route(context, tenant.name, [sub], [event["id"]])
+
+    async def held() -> bool:
+        with webhook_receiver.lock:
+            return f"/slow/{tag}" in webhook_receiver.held
+
+    await wait_for(held, within=10, what="the receiver to hold the request")
+    async with context.db.write() as conn:
         await conn.execute(
             delete(subscription_table).where(
-                subscription_table.c.tenant == dtenant.name, subscription_table.c.id == sub
+                subscription_table.c.tenant == tenant.name, subscription_table.c.id == sub
             )
         )
     webhook_receiver.release.set()
     await wait_for(
         lambda: _received(webhook_receiver, f"/slow/{tag}"), within=10, what="the slow request"
     )
-    await asyncio.sleep(0.5)
-    assert await deliveries(dcontext, list(made.values())) == {}
+    dispatcher = context.dispatcher
+    assert dispatcher is not None
+
+    async def outcome_handled() -> bool:
+        return not set(made.values()) & dispatcher._in_flight
+
+    await wait_for(outcome_handled, within=10, what="the outcome of the deleted delivery")
+    assert await deliveries(context, list(made.values())) == {}
     assert "recording" not in caplog.text
 
 

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from event_collector.app import create_app
+from event_collector.delivery.messages import event_message
 from event_collector.delivery.routing import route_events
 from event_collector.events.model import StoredEvent
+from event_collector.events.repository import EventRepository
 from event_collector.kit.db import utcnow
 from event_collector.kit.settings import Settings
-from event_collector.models import delivery_table, event_table
+from event_collector.models import delivery_table
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.factories import event_body
@@ -43,15 +45,17 @@ async def post_event(client: httpx.AsyncClient, tenant: TenantFixture, **kwargs:
 
 
 async def deliveries(context: Runtime, tenant: str) -> list[dict[str, Any]]:
-    """The tenant's delivery rows with the id of the event each one carries."""
+    """The tenant's delivery rows with the id of the event whose message each one carries."""
     async with context.db.read() as conn:
         result = await conn.execute(
-            select(delivery_table, event_table.c.id.label("event_id"))
-            .join(event_table, event_table.c.seq == delivery_table.c.event_seq)
+            select(delivery_table)
             .where(delivery_table.c.tenant == tenant)
-            .order_by(delivery_table.c.event_seq, delivery_table.c.subscription_id)
+            .order_by(delivery_table.c.created_at, delivery_table.c.subscription_id)
         )
-        return [dict(row._mapping) for row in result]
+        rows = [dict(row._mapping) for row in result]
+    for row in rows:
+        row["event_id"] = row["attributes"]["event_id"]
+    return rows
 
 
 FLAGS = ("subscribeCreate", "subscribeChange", "subscribeDelete")
@@ -139,15 +143,15 @@ async def test_delivery_row_shape_and_one_row_per_subscription(
     rows = await deliveries(context, tenant.name)
     assert sorted(r["subscription_id"] for r in rows) == sorted([first, second])
     async with context.db.read() as conn:
-        seq = (
-            await conn.execute(
-                select(event_table.c.seq).where(
-                    event_table.c.tenant == tenant.name, event_table.c.id == event_id
-                )
-            )
-        ).scalar_one()
+        stored = await EventRepository(conn).get(tenant.name, event_id)
+    assert stored is not None
+    message = event_message(stored)
     for row in rows:
-        assert row["event_seq"] == seq
+        assert row["body"] == message.body
+        assert row["attributes"] == message.attributes
+        assert row["ordering_key"] == message.ordering_key
+        assert row["deduplication_id"] == row["id"]
+        assert row["entity_type"] == "CUSTOMER"
         assert row["tenant"] == tenant.name
         assert row["status"] == "pending"
         assert row["attempts"] == 0

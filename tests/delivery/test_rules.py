@@ -67,9 +67,9 @@ def test_retry_after_forms() -> None:
 
 
 def test_aws_batches_respect_count_and_size() -> None:
-    small = [OutgoingMessage(str(i), "x" * 10, {}, "g") for i in range(23)]
+    small = [OutgoingMessage(str(i), "x" * 10, {}, "g", str(i)) for i in range(23)]
     assert [len(c) for c in chunk_for_aws(small)] == [10, 10, 3]
-    big = [OutgoingMessage(str(i), "x" * 100_000, {}, "g") for i in range(5)]
+    big = [OutgoingMessage(str(i), "x" * 100_000, {}, "g", str(i)) for i in range(5)]
     assert [len(c) for c in chunk_for_aws(big)] == [2, 2, 1]
 
 
@@ -79,7 +79,16 @@ def test_region_of_queue_urls_and_arns() -> None:
     assert region_of("http://127.0.0.1:5000/123/q") == "us-east-1"
 
 
-async def test_ssrf_guard_refuses_non_public_addresses_unless_allowed() -> None:
+async def test_webhook_sends_refuse_non_public_addresses_unless_allowed(
+    webhook_receiver: WebhookReceiver,
+) -> None:
+    """The send-time half of kit/netpolicy, through the sender production uses."""
+    port = webhook_receiver.base_url.rsplit(":", 1)[1]
+    message = OutgoingMessage("d-1", "{}", {}, "g", "d-1")
+
+    def to(url: str) -> Destination:
+        return Destination("t", "s", "WEBHOOK", {"url": url}, None)
+
     strict = Senders(Settings())
     try:
         for url in (
@@ -90,20 +99,23 @@ async def test_ssrf_guard_refuses_non_public_addresses_unless_allowed() -> None:
             "http://[::1]/",
             "http://[::ffff:127.0.0.1]/",
             "http://0.0.0.0/",
+            "ftp://example.com/",
         ):
-            verdict = await strict.check_webhook_url(url)
-            assert verdict is not None, url
-            assert verdict.startswith("refused"), verdict
-        assert await strict.check_webhook_url("ftp://example.com/") is not None
-        assert await strict.check_webhook_url("http://93.184.215.14/hook") is None
+            (result,) = await strict.send(to(url), [message])
+            assert not result.ok, url
+            assert result.permanent, url
+            assert (result.error or "").startswith("refused"), result.error
     finally:
         await strict.close()
+    tag = uuid.uuid4().hex[:8]
     allowing = Senders(Settings(webhook_allowed_hosts="localhost,10.0.0.0/8,127.0.0.1"))
     try:
-        assert await allowing.check_webhook_url("http://localhost/") is None
-        assert await allowing.check_webhook_url("http://10.20.30.40/") is None
-        assert await allowing.check_webhook_url("http://127.0.0.1:9/") is None
-        assert await allowing.check_webhook_url("http://192.168.1.1/") is not None
+        for url in (f"http://localhost:{port}/ok/{tag}", f"http://127.0.0.1:{port}/ok/{tag}"):
+            (result,) = await allowing.send(to(url), [message])
+            assert result.ok, (url, result.error)
+        (refused,) = await allowing.send(to("http://192.168.1.1/"), [message])
+        assert (refused.error or "").startswith("refused"), refused.error
+        assert len(webhook_receiver.for_path(f"/ok/{tag}")) == 2
     finally:
         await allowing.close()
 
@@ -118,7 +130,7 @@ async def test_webhook_connects_to_the_vetted_address_keeping_the_host_name(
         destination = Destination(
             "t", "s", "WEBHOOK", {"url": f"http://localhost:{port}/ok/pin/{tag}"}, None
         )
-        message = OutgoingMessage("d-1", '{"a":1}', {}, "g")
+        message = OutgoingMessage("d-1", '{"a":1}', {}, "g", "d-1")
         (result,) = await senders.send(destination, [message])
         assert result.ok, result.error
         (request,) = webhook_receiver.for_path(f"/ok/pin/{tag}")

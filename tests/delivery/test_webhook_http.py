@@ -285,7 +285,7 @@ async def test_sender_puts_headers_credentials_and_signature_on_the_wire(
     senders = Senders(Settings(webhook_allowed_hosts="127.0.0.1"))
     secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
     url = f"http://user:p%40ss@127.0.0.1:{server.port}/in?x=1"
-    message = OutgoingMessage("d-1", '{"é":1}', {}, "g")
+    message = OutgoingMessage("d-1", '{"é":1}', {}, "g", "d-1")
     try:
         destination = Destination(
             "t",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -13,75 +14,67 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
-from event_collector.delivery import repository
+from event_collector.delivery import service
 from event_collector.delivery.dispatcher import Dispatcher
+from event_collector.delivery.messages import Message
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
-from event_collector.models import delivery_attempt_table, delivery_table, event_table
+from event_collector.models import delivery_attempt_table
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
 from tests.delivery.conftest import WebhookReceiver
-from tests.delivery.helpers import attempts, create_subscription, post_events, route, wait_status
+from tests.delivery.helpers import (
+    attempts,
+    create_subscription,
+    post_events,
+    route,
+    wait_for,
+    wait_status,
+)
+
+# The dispatcher runs in this module's app (tests/delivery/conftest.py).
+DISPATCHER = True
 
 
 async def test_dead_worker_lease_expires_and_another_delivers(
-    dcontext: Runtime, dclient: Any, dtenant: TenantFixture, webhook_receiver: WebhookReceiver
+    context: Runtime, client: Any, tenant: TenantFixture, webhook_receiver: WebhookReceiver
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     # Events first, so routing makes no rows for the subscription: this test writes its own.
-    events = await post_events(dclient, dtenant, 5)
+    events = await post_events(client, tenant, 5)
     sub = await create_subscription(
-        dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/dead/{tag}")}
+        context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/dead/{tag}")}
     )
     now = utcnow()
-    ids = [str(uuid.uuid4()) for _ in events]
-    # Insert and claim in one transaction as a worker that then dies: nobody else can see the
+    # Enqueue and claim in one transaction as a worker that then dies: nobody else can see the
     # rows unleased. Its lease (1.5 s) is never renewed.
-    async with dcontext.db.write() as conn:
-        seqs = dict(
-            (
-                await conn.execute(
-                    select(event_table.c.id, event_table.c.seq).where(
-                        event_table.c.tenant == dtenant.name,
-                        event_table.c.id.in_([e["id"] for e in events]),
-                    )
-                )
-            ).all()
+    async with context.db.write() as conn:
+        assert await service.enqueue_messages(
+            conn,
+            tenant.name,
+            "CUSTOMER",
+            "CREATE",
+            [Message(json.dumps(e), {"event_id": e["id"]}, e["entity_id"]) for e in events],
         )
-        await conn.execute(
-            insert(delivery_table),
-            [
-                {
-                    "id": delivery_id,
-                    "tenant": dtenant.name,
-                    "subscription_id": sub,
-                    "event_seq": seqs[event["id"]],
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for delivery_id, event in zip(ids, events, strict=True)
-            ],
-        )
-        claimed = await repository.claim(
+        claimed = await service.claim(
             conn,
             owner="dead-worker",
-            now=now,
+            now=utcnow(),
             lease_until=now + timedelta(seconds=1.5),
             limit=10_000,
         )
-    assert set(ids) <= {c.id for c in claimed}
+    ids = [c.id for c in claimed if c.subscription_id == sub]
+    assert len(ids) == len(events)
     await asyncio.sleep(0.5)
     assert webhook_receiver.for_path(f"/ok/dead/{tag}") == []  # still leased by the dead one
-    rows = await wait_status(dcontext, ids, "delivered", within=15)
+    rows = await wait_status(context, ids, "delivered", within=15)
     assert all(r["attempts"] == 1 for r in rows.values())
     assert len(webhook_receiver.for_path(f"/ok/dead/{tag}")) == 5
     for delivery_id in ids:
-        assert [a["outcome"] for a in await attempts(dcontext, delivery_id)] == ["success"]
+        assert [a["outcome"] for a in await attempts(context, delivery_id)] == ["success"]
 
 
 @pytest.fixture
@@ -92,16 +85,16 @@ def postgres_only(backend: str) -> None:
 
 @pytest.mark.usefixtures("postgres_only")
 async def test_several_dispatchers_deliver_every_message_exactly_once(
-    dcontext: Runtime,
-    dclient: Any,
-    dtenant: TenantFixture,
+    context: Runtime,
+    client: Any,
+    tenant: TenantFixture,
     webhook_receiver: WebhookReceiver,
     delivery_settings: Settings,
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     subs = [
         await create_subscription(
-            dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/x/{tag}/{i}")}
+            context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url(f"/ok/x/{tag}/{i}")}
         )
         for i in range(2)
     ]
@@ -115,9 +108,9 @@ async def test_several_dispatchers_deliver_every_message_exactly_once(
         await worker.start()
         workers.append((worker, db))
     try:
-        events = await post_events(dclient, dtenant, 300)
-        made = await route(dcontext, dtenant.name, subs, [e["id"] for e in events])
-        await wait_status(dcontext, list(made.values()), "delivered", within=60)
+        events = await post_events(client, tenant, 300)
+        made = await route(context, tenant.name, subs, [e["id"] for e in events])
+        await wait_status(context, list(made.values()), "delivered", within=60)
     finally:
         for worker, db in workers:
             await worker.stop()
@@ -125,7 +118,7 @@ async def test_several_dispatchers_deliver_every_message_exactly_once(
     received = Counter(r.headers["webhook-id"] for r in webhook_receiver.for_path(f"/ok/x/{tag}/"))
     assert set(received) == set(made.values())
     assert max(received.values()) == 1  # exactly once in normal operation
-    async with dcontext.db.read() as conn:
+    async with context.db.read() as conn:
         counts = Counter(
             (
                 await conn.execute(
@@ -141,9 +134,9 @@ async def test_several_dispatchers_deliver_every_message_exactly_once(
 
 @pytest.mark.usefixtures("postgres_only")
 async def test_listen_wakes_a_dispatcher_in_another_process(
-    dcontext: Runtime,
-    dclient: Any,
-    dtenant: TenantFixture,
+    context: Runtime,
+    client: Any,
+    tenant: TenantFixture,
     delivery_settings: Settings,
     webhook_receiver: WebhookReceiver,
 ) -> None:
@@ -154,23 +147,23 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
     try:
 
         async def listening() -> bool:
-            return worker.notifications == 0 and len(worker._tasks) == 4
+            return worker.waker.listening.is_set()
 
-        await asyncio.sleep(0.5)  # let the LISTEN connection come up
-        assert await listening()
+        await wait_for(listening, within=10, what="the LISTEN connection")
+        assert worker.notifications == 0
         # Routing NOTIFYs in the event's transaction when it made delivery rows, only then.
         await create_subscription(
-            dcontext, dtenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/listen")}
+            context, tenant.name, "WEBHOOK", {"url": webhook_receiver.url("/ok/listen")}
         )
-        await post_events(dclient, dtenant, 1, event_type="ORDER")  # the subscription: CUSTOMER
+        await post_events(client, tenant, 1, event_type="ORDER")  # the subscription: CUSTOMER
         await asyncio.sleep(0.3)
         assert worker.notifications == 0
-        await post_events(dclient, dtenant, 1)
-        for _ in range(100):
-            if worker.notifications:
-                break
-            await asyncio.sleep(0.02)
-        assert worker.notifications >= 1
+        await post_events(client, tenant, 1)
+
+        async def notified() -> bool:
+            return worker.notifications >= 1
+
+        await wait_for(notified, within=5, what="a NOTIFY")
     finally:
         await worker.stop()
         await db.dispose()

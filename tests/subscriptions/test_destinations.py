@@ -1,4 +1,5 @@
-"""Destination rules and the SSRF policy as pure functions, with property tests."""
+"""Destination rules and the SSRF policy (kit/netpolicy: what subscriptions call when written
+and the webhook sender at send time) as pure functions, with property tests."""
 
 from __future__ import annotations
 
@@ -12,17 +13,13 @@ from pydantic import ValidationError
 
 from event_collector.kit.crypto import is_masked, mask
 from event_collector.kit.errors import ValidationFailed
+from event_collector.kit.netpolicy import address_refusal, literal_ip, url_refusal
 from event_collector.subscriptions.schemas import (
     DestinationIn,
     check_webhook_secret,
     normalize_destination,
 )
 from event_collector.subscriptions.service import generate_webhook_secret
-from event_collector.subscriptions.ssrf import (
-    is_address_allowed,
-    literal_ip,
-    webhook_url_problem,
-)
 
 regions = st.sampled_from(
     ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "cn-north-1"]
@@ -148,9 +145,9 @@ private_v4 = st.sampled_from(
 def test_private_ipv4_webhooks_are_refused_in_every_spelling(value: int) -> None:
     address = ipaddress.IPv4Address(value)
     for host in (str(address), str(value), f"[::ffff:{address}]"):
-        assert webhook_url_problem(f"http://{host}/hook", []) is not None, host
-    assert webhook_url_problem(f"http://{address}/hook", [f"{address}/32"]) is None
-    assert not is_address_allowed("example.com", address, [])
+        assert url_refusal(f"http://{host}/hook", []) is not None, host
+    assert url_refusal(f"http://{address}/hook", [f"{address}/32"]) is None
+    assert address_refusal("example.com", address, []) is not None
 
 
 @given(st.integers(0, 2**32 - 1))
@@ -158,8 +155,8 @@ def test_public_ipv4_webhooks_are_accepted(value: int) -> None:
     address = ipaddress.IPv4Address(value)
     if not address.is_global or address.is_multicast:
         return
-    assert webhook_url_problem(f"https://{address}/hook", []) is None
-    assert is_address_allowed("example.com", address, [])
+    assert url_refusal(f"https://{address}/hook", []) is None
+    assert address_refusal("example.com", address, []) is None
 
 
 @pytest.mark.parametrize(
@@ -178,11 +175,11 @@ def test_literal_ip(host: str, expected: str | None) -> None:
 
 
 def test_allow_list_by_name_and_network() -> None:
-    assert webhook_url_problem("http://localhost:8000/h", []) is not None
-    assert webhook_url_problem("http://localhost:8000/h", ["LOCALHOST"]) is None
-    assert webhook_url_problem("http://[::1]:8000/h", ["::1/128"]) is None
-    assert webhook_url_problem("http://[::1]:8000/h", ["127.0.0.0/8"]) is not None
-    assert webhook_url_problem("https://hooks.example.com/h", []) is None
+    assert url_refusal("http://localhost:8000/h", []) is not None
+    assert url_refusal("http://localhost:8000/h", ["LOCALHOST"]) is None
+    assert url_refusal("http://[::1]:8000/h", ["::1/128"]) is None
+    assert url_refusal("http://[::1]:8000/h", ["127.0.0.0/8"]) is not None
+    assert url_refusal("https://hooks.example.com/h", []) is None
     loopback = ipaddress.ip_address("127.0.0.1")
-    assert is_address_allowed("sink.internal", loopback, ["sink.internal"])
-    assert not is_address_allowed("other.internal", loopback, ["sink.internal"])
+    assert address_refusal("sink.internal", loopback, ["sink.internal"]) is None
+    assert address_refusal("other.internal", loopback, ["sink.internal"]) is not None

@@ -12,9 +12,6 @@ from starlette.responses import Response
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
 from event_collector.delivery import service
 from event_collector.delivery.dispatcher import Dispatcher
-from event_collector.delivery.messages import test_message
-from event_collector.delivery.senders import Senders, SendResult
-from event_collector.kit.crypto import SecretDecryptionError
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
@@ -100,30 +97,14 @@ async def test_subscription(
     settings: AppSettings,
     dispatcher: LocalDispatcher,
 ) -> Response:
-    # Not a ReadConnection: no connection is held while the destination answers.
-    async with db.read() as conn:
-        subscription = await service.require_subscription(conn, principal.tenant, subscription_id)
-    try:
-        destination = service.destination_of(
-            secrets,
-            principal.tenant,
-            subscription_id,
-            subscription["destination_type"],
-            subscription["destination"],
-            subscription["secret_sealed"],
-        )
-    except SecretDecryptionError:
-        result = SendResult(False, error="the destination secret cannot be opened", permanent=True)
-    else:
-        message = test_message(principal.tenant, subscription_id, subscription["entity_type"])
-        if dispatcher is not None:
-            (result,) = await dispatcher.senders.send(destination, [message])
-        else:
-            senders = Senders(settings)
-            try:
-                (result,) = await senders.send(destination, [message])
-            finally:
-                await senders.close()
+    result = await service.send_test_message(
+        db,
+        secrets,
+        settings,
+        dispatcher.senders if dispatcher is not None else None,
+        principal.tenant,
+        subscription_id,
+    )
     body: dict[str, Any] = {"success": result.ok, "latencyMs": result.latency_ms}
     if result.status_code is not None:
         body["statusCode"] = result.status_code

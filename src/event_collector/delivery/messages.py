@@ -1,8 +1,13 @@
-"""What consumers receive: the message body, its attributes and FIFO ids (docs/delivery.md)."""
+"""What consumers receive: the message body, its attributes and FIFO ids (docs/delivery.md).
+
+A :class:`Message` is what a delivery row carries, whatever produced it: an event (routing,
+:func:`event_message`), a test send (:func:`test_message`), a notification job. Sending turns a
+row (or a test message) into an :class:`OutgoingMessage`; every destination kind sends the same
+bytes.
+"""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,16 +19,28 @@ from event_collector.events.model import StoredEvent
 from event_collector.kit.timefmt import isoformat_z
 
 ATTRIBUTE_NAMES = ("tenant", "entity_type", "operation", "event_type", "event_id")
+MAX_ORDERING_KEY = 128  # SQS MessageGroupId
+
+
+@dataclass(slots=True)
+class Message:
+    """A message to deliver to the subscriptions it is routed to."""
+
+    body: str  # JSON text
+    attributes: dict[str, str]
+    ordering_key: str  # FIFO MessageGroupId
+    deduplication_id: str | None = None  # FIFO MessageDeduplicationId; None: the delivery id
 
 
 @dataclass(slots=True)
 class OutgoingMessage:
-    """One delivery, rendered: the same bytes go to every destination kind."""
+    """One message about to be sent (a claimed delivery, or a test send)."""
 
     delivery_id: str
     body: str
     attributes: dict[str, str]
-    group_id: str
+    ordering_key: str
+    deduplication_id: str  # also the webhook-id header
 
     @property
     def size(self) -> int:
@@ -51,30 +68,17 @@ def attributes_of(event: StoredEvent) -> dict[str, str]:
     return {name: value for name, value in values.items() if value}
 
 
-def group_id_of(event: StoredEvent) -> str:
+def ordering_key_of(event: StoredEvent) -> str:
     """FIFO ordering key: one entity's events stay in order; others run in parallel."""
-    return f"{event.tenant}:{event.entity_type or ''}:{event.entity_id or event.id}"
+    key = f"{event.tenant}:{event.entity_type or ''}:{event.entity_id or event.id}"
+    return key[:MAX_ORDERING_KEY]
 
 
-def render(
-    delivery_id: str,
-    event: StoredEvent,
-    cache: dict[tuple[str, str], tuple[str, dict[str, str], str]] | None = None,
-) -> OutgoingMessage:
-    """``cache`` (per claimed batch) renders an event once for all its deliveries."""
-    key = (event.tenant, event.id)
-    rendered = cache.get(key) if cache is not None else None
-    if rendered is None:
-        rendered = (render_body(event), attributes_of(event), group_id_of(event)[:128])
-        if cache is not None:
-            cache[key] = rendered
-    body, attributes, group_id = rendered
-    return OutgoingMessage(
-        delivery_id=delivery_id, body=body, attributes=attributes, group_id=group_id
-    )
+def event_message(event: StoredEvent) -> Message:
+    return Message(render_body(event), attributes_of(event), ordering_key_of(event))
 
 
-def test_message(tenant: str, subscription_id: str, entity_type: str) -> OutgoingMessage:
+def test_message(tenant: str, subscription_id: str, entity_type: str) -> Message:
     """A synthetic event for `POST /event-subscription/{id}/test`: marked ``"test": true``."""
     now = datetime.now(UTC)
     event_id = f"test-{int(now.timestamp() * 1000)}"
@@ -97,9 +101,8 @@ def test_message(tenant: str, subscription_id: str, entity_type: str) -> Outgoin
         "payload": None,
         "test": True,
     }
-    return OutgoingMessage(
-        delivery_id=f"test-{uuid.uuid4()}",
-        body=json.dumps(document, separators=(",", ":"), ensure_ascii=False),
+    return Message(
+        body=to_json(document).decode(),
         attributes={
             "tenant": tenant,
             "entity_type": entity_type,
@@ -108,5 +111,17 @@ def test_message(tenant: str, subscription_id: str, entity_type: str) -> Outgoin
             "event_id": event_id,
             "test": "true",
         },
-        group_id=f"{tenant}:{entity_type}:test"[:128],
+        ordering_key=f"{tenant}:{entity_type}:test"[:MAX_ORDERING_KEY],
+    )
+
+
+def outgoing(message: Message, delivery_id: str | None = None) -> OutgoingMessage:
+    """A message sent outside any delivery row (a test send): a fresh id of its own."""
+    delivery_id = delivery_id or f"test-{uuid.uuid4()}"
+    return OutgoingMessage(
+        delivery_id,
+        message.body,
+        message.attributes,
+        message.ordering_key,
+        message.deduplication_id or delivery_id,
     )

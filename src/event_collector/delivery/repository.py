@@ -1,9 +1,15 @@
-"""Every delivery query. Tenant scoping for the API lives here; the dispatcher works across
-tenants by design (it serves them all) but only ever touches rows it has leased."""
+"""Every query on the delivery tables (``delivery``, ``delivery_attempt``). Tenant scoping for
+the API lives here; the dispatcher works across tenants by design (it serves them all) but only
+ever touches rows it has leased.
+
+Which subscriptions are active, and their destinations, are the subscriptions repository's
+business: the queries here take its :func:`active_subscription_keys` as a subquery, and routing
+embeds its :data:`ROUTING_JOIN`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,32 +17,30 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from event_collector.events.model import StoredEvent
-from event_collector.kit.db import AnyConnection, InlineConnection, sqlite_timestamp
-from event_collector.models.event import event_table
-from event_collector.models.subscription import (
-    delivery_attempt_table,
-    delivery_table,
-    subscription_table,
-)
+from event_collector.kit import leases
+from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
+from event_collector.kit.leases import LeasedTable
+from event_collector.models.delivery import delivery_attempt_table, delivery_table
+from event_collector.subscriptions.repository import ROUTING_JOIN, active_subscription_keys
 
 d = delivery_table
-s = subscription_table
 a = delivery_attempt_table
 
 DestinationKey = tuple[str, str]
 
 
 @dataclass(slots=True)
-class ClaimedDelivery:
+class LeasedDelivery:
+    """A delivery row leased by the dispatcher, with its message."""
+
     id: str
     tenant: str
     subscription_id: str
     attempts: int
-    event: StoredEvent
-    destination_type: str
-    destination: dict[str, Any]
-    secret_sealed: str | None
+    body: str
+    attributes: dict[str, str]
+    ordering_key: str
+    deduplication_id: str
 
     @property
     def key(self) -> DestinationKey:
@@ -59,6 +63,105 @@ class AttemptRecord:
     delivered_at: datetime | None
 
 
+@dataclass(slots=True)
+class RoutingTarget:
+    """A message for the active subscriptions of ``tenant`` of ``subscription_type`` whose
+    ``flag`` (subscribe_create / _change / _delete) is set."""
+
+    tenant: str
+    subscription_type: str
+    flag: str
+    entity_type: str  # the message's own
+    body: str
+    attributes_json: str
+    ordering_key: str
+    deduplication_id: str | None
+
+
+# Routing: one statement inserts a pending delivery per (target, matching subscription). The
+# id is a random UUID made by the database; the deduplication id defaults to it. The scalars
+# are the time (created and due) and the channel to NOTIFY (PostgreSQL).
+_ROUTED_COLUMNS = (
+    "id, tenant, subscription_id, entity_type, body, attributes, ordering_key, "
+    "deduplication_id, status, attempts, next_attempt_at, created_at"
+)
+_SQLITE_UUID = (
+    "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "
+    "substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || "
+    "substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+)
+# The matches are materialised first, so that each row's random id is drawn once (the
+# deduplication id defaults to it).
+_MATCHES = (
+    "WITH r AS MATERIALIZED (SELECT {uuid} AS id, s.tenant AS tenant, s.id AS subscription_id, "
+    "t.message_type AS entity_type, t.body AS body, t.attributes AS attributes, "
+    "t.ordering_key AS ordering_key, t.deduplication_id AS deduplication_id, t.now AS now "
+    "FROM {targets} AS t " + ROUTING_JOIN + ")"
+)
+_INSERT_MATCHES = (
+    f"INSERT INTO delivery ({_ROUTED_COLUMNS}) "
+    "SELECT r.id, r.tenant, r.subscription_id, r.entity_type, r.body, r.attributes, "
+    "r.ordering_key, coalesce(r.deduplication_id, r.id), 'pending', 0, r.now, r.now FROM r "
+    "RETURNING 1"
+)
+INSERT_ROUTED = BulkStatement(
+    "delivery.insert_routed",
+    columns=8,
+    scalars=2,
+    sqlite=_MATCHES.format(
+        uuid=_SQLITE_UUID,
+        targets=(
+            "(SELECT column1 AS tenant, column2 AS entity_type, column3 AS flag, "
+            "column4 AS message_type, column5 AS body, column6 AS attributes, "
+            "column7 AS ordering_key, column8 AS deduplication_id, column9 AS now "
+            "FROM (VALUES {rows}))"
+        ),
+    )
+    + " "
+    + _INSERT_MATCHES,
+    # Tenant scoping: a target only ever joins its own tenant's subscriptions. A
+    # data-modifying CTE always runs to completion, so LIMIT 1 only limits the NOTIFY, sent
+    # (at commit) when at least one row was made.
+    postgres=_MATCHES.format(
+        uuid="gen_random_uuid()::varchar",
+        targets=(
+            "(SELECT *, $9::timestamptz AS now FROM unnest($1::varchar[], $2::varchar[], "
+            "$3::varchar[], $4::varchar[], $5::text[], $6::json[], $7::varchar[], "
+            "$8::varchar[]) AS v(tenant, entity_type, flag, message_type, body, attributes, "
+            "ordering_key, deduplication_id))"
+        ),
+    )
+    + f", routed AS ({_INSERT_MATCHES}) "
+    "SELECT pg_notify($10, '') FROM (SELECT 1 FROM routed LIMIT 1) AS any_routed",
+)
+
+
+async def insert_routed(
+    conn: AnyConnection, targets: Sequence[RoutingTarget], now: datetime, notify_channel: str
+) -> bool:
+    """A pending delivery per (target, matching active subscription), due ``now``; whether it
+    made any. On the ingest path: one statement, whatever matched; on PostgreSQL it also
+    NOTIFYs ``notify_channel`` at commit when it made rows (other processes' dispatchers)."""
+    if not targets:
+        return False
+    backend = backend_of(conn)
+    rows = [
+        (
+            t.tenant,
+            t.subscription_type,
+            t.flag,
+            t.entity_type,
+            t.body,
+            t.attributes_json,
+            t.ordering_key,
+            t.deduplication_id,
+        )
+        for t in targets
+    ]
+    scalars = (backend.timestamp(now), notify_channel)
+    return bool(await backend.bulk(conn, INSERT_ROUTED, rows, scalars))
+
+
 def _due(now: datetime) -> Any:
     return and_(
         d.c.status == "pending",
@@ -67,11 +170,11 @@ def _due(now: datetime) -> Any:
     )
 
 
-def _active_join() -> Any:
-    return d.join(s, and_(s.c.tenant == d.c.tenant, s.c.id == d.c.subscription_id))
+def _of_active_subscription() -> Any:
+    return tuple_(d.c.tenant, d.c.subscription_id).in_(active_subscription_keys())
 
 
-async def claim(
+async def lease_due(
     conn: AnyConnection,
     *,
     owner: str,
@@ -79,25 +182,19 @@ async def claim(
     lease_until: datetime,
     limit: int,
     excluded: Iterable[DestinationKey] = (),
-) -> list[ClaimedDelivery]:
+) -> list[LeasedDelivery]:
     """Lease up to ``limit`` due deliveries of active subscriptions (not ``excluded``), oldest
-    due first.
-
-    One UPDATE … RETURNING leases the rows; their events and subscriptions are then read once
-    each (a subscription has hundreds of the rows, an event one per matching subscription), so
-    no event or destination is decoded twice."""
+    due first, in one UPDATE … RETURNING."""
     due = (
         select(d.c.id)
-        .select_from(_active_join())
-        .where(_due(now), s.c.active.is_(True))
+        .where(_due(now), _of_active_subscription())
         .order_by(d.c.next_attempt_at)
         .limit(limit)
     )
     excluded = list(excluded)
     if excluded:
         due = due.where(tuple_(d.c.tenant, d.c.subscription_id).not_in(excluded))
-    if conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=d)
+    due = backend_of(conn).skip_locked(due, d)
     result = (
         await conn.execute(
             update(d)
@@ -108,156 +205,89 @@ async def claim(
                 d.c.tenant,
                 d.c.subscription_id,
                 d.c.attempts,
-                d.c.event_seq,
+                d.c.body,
+                d.c.attributes,
+                d.c.ordering_key,
+                d.c.deduplication_id,
                 d.c.next_attempt_at,
                 d.c.created_at,
             )
         )
     ).all()
-    if not result:
-        return []
     leased = sorted(result, key=lambda row: (row.next_attempt_at, row.created_at))
-    event_rows = await conn.execute(
-        select(*event_table.c).where(event_table.c.seq.in_({row.event_seq for row in leased}))
-    )
-    events = {event.seq: event for event in map(StoredEvent.from_row, event_rows)}
-    subscriptions = {
-        (row.tenant, row.id): row
-        for row in await conn.execute(
-            select(
-                s.c.tenant, s.c.id, s.c.destination_type, s.c.destination, s.c.secret_sealed
-            ).where(tuple_(s.c.tenant, s.c.id).in_({(r.tenant, r.subscription_id) for r in leased}))
+    return [
+        LeasedDelivery(
+            row.id,
+            row.tenant,
+            row.subscription_id,
+            row.attempts,
+            row.body,
+            row.attributes or {},
+            row.ordering_key,
+            row.deduplication_id,
         )
-    }
-    claimed = []
-    for row in leased:
-        subscription = subscriptions[(row.tenant, row.subscription_id)]
-        claimed.append(
-            ClaimedDelivery(
-                id=row.id,
-                tenant=row.tenant,
-                subscription_id=row.subscription_id,
-                attempts=row.attempts,
-                event=events[row.event_seq],
-                destination_type=subscription.destination_type,
-                destination=subscription.destination or {},
-                secret_sealed=subscription.secret_sealed,
-            )
-        )
-    return claimed
+        for row in leased
+    ]
 
 
-_SQLITE_INSERT_DELIVERY_ROW = "(?,?,?,?,'pending',0,?,?)"
-_SQLITE_INSERT_DELIVERIES = (
-    "INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts, "
-    "next_attempt_at, created_at) VALUES {rows}"
-)
-_POSTGRES_INSERT_DELIVERIES = (
-    "INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts, "
-    "next_attempt_at, created_at) "
-    "SELECT v.id, v.tenant, v.subscription_id, v.event_seq, 'pending', 0, $5, $5 "
-    "FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::bigint[]) "
-    "AS v(id, tenant, subscription_id, event_seq)"
-)
+LEASES = LeasedTable(delivery_table, until_column="lease_expires_at")
+STILL_PENDING = d.c.status == "pending"
+"""A lease is renewed while its row is pending (a recorded row is done)."""
 
 
-async def insert_deliveries(
-    conn: AnyConnection, deliveries: Sequence[tuple[str, str, str, int]], now: datetime
-) -> None:
-    """New pending deliveries, due ``now``: (id, tenant, subscription id, event seq) each.
-
-    On the ingest path (the routing hook), so straight to the driver in one multi-row
-    statement, like the event insert."""
-    if not deliveries:
-        return
-    if conn.dialect.name == "postgresql":
-        columns: tuple[list[object], ...] = ([], [], [], [])
-        for row in deliveries:
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        await conn.exec_driver_sql(_POSTGRES_INSERT_DELIVERIES, (*columns, now))
-        return
-    stamp = sqlite_timestamp(now)
-    rows_per_statement = 32_000 // 6
-    for start in range(0, len(deliveries), rows_per_statement):
-        chunk = deliveries[start : start + rows_per_statement]
-        parameters: list[object] = []
-        for row in chunk:
-            parameters += row
-            parameters += (stamp, stamp)
-        rows = ",".join([_SQLITE_INSERT_DELIVERY_ROW] * len(chunk))
-        await _exec_driver_sql(conn, _SQLITE_INSERT_DELIVERIES.format(rows=rows), tuple(parameters))
-
-
-async def renew_leases(
-    conn: AsyncConnection, owner: str, ids: Sequence[str], lease_until: datetime
-) -> None:
-    if not ids:
-        return
-    # Rows locked by an outcome being recorded are skipped (they are done): renewing them
-    # would only queue behind (or deadlock with) that transaction.
-    mine = select(d.c.id).where(
-        d.c.id.in_(list(ids)), d.c.lease_owner == owner, d.c.status == "pending"
-    )
-    if conn.dialect.name == "postgresql":
-        mine = mine.with_for_update(skip_locked=True)
-    await conn.execute(
-        update(d).where(d.c.id.in_(mine.scalar_subquery())).values(lease_expires_at=lease_until)
-    )
-
-
-async def release(conn: AsyncConnection, owner: str, ids: Sequence[str]) -> None:
+async def release(conn: AnyConnection, owner: str, ids: Sequence[str]) -> None:
     """Give leased deliveries back untouched (no attempt recorded): breaker open, shutdown."""
-    if ids:
-        await conn.execute(
-            update(d)
-            .where(d.c.id.in_(list(ids)), d.c.lease_owner == owner)
-            .values(lease_owner=None, lease_expires_at=None)
-        )
+    await leases.release(conn, LEASES, owner=owner, ids=ids)
 
 
 # Outcome recording goes to the driver with one multi-row statement per step (as the event
 # insert does): SQLAlchemy's per-row parameter processing of an executemany cost more than the
 # statements themselves (a third of the dispatcher's time at ~2k deliveries/s). The rows are
 # (id, tenant, attempt, attempted_at, outcome, status_code, error, latency_ms, status,
-# next_attempt_at, delivered_at), the same tuple for both statements.
-_OUTCOME_COLUMNS = 11
-# Never regress a row someone else finished meanwhile (our lease had expired, or a replay).
-_SQLITE_UPDATE = (
-    "UPDATE delivery SET status = v.column9, attempts = v.column3, next_attempt_at = v.column10, "
-    "delivered_at = v.column11, last_error = v.column7, last_status_code = v.column6, "
-    "lease_owner = NULL, lease_expires_at = NULL "
-    "FROM (VALUES {rows}) AS v WHERE delivery.id = v.column1 AND delivery.status = 'pending'"
-)
-# Attempts of deliveries deleted meanwhile (their subscription was deleted) are dropped instead
-# of failing the whole group.
-_SQLITE_INSERT = (
-    "INSERT INTO delivery_attempt (delivery_id, tenant, attempt, attempted_at, outcome, "
-    "status_code, error, latency_ms) "
-    "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
-    "v.column8 FROM (VALUES {rows}) AS v "
-    "WHERE EXISTS (SELECT 1 FROM delivery WHERE delivery.id = v.column1)"
-)
-_SQLITE_ROW = "(" + ",".join("?" * _OUTCOME_COLUMNS) + ")"
-_SQLITE_ROWS_PER_STATEMENT = 32_000 // _OUTCOME_COLUMNS
-_POSTGRES_ROWS = (
+# next_attempt_at, delivered_at), the same for both statements.
+_POSTGRES_OUTCOMES = (
     "unnest($1::varchar[], $2::varchar[], $3::int[], $4::timestamptz[], $5::varchar[], "
     "$6::int[], $7::text[], $8::int[], $9::varchar[], $10::timestamptz[], $11::timestamptz[]) "
     "AS v(id, tenant, attempt, attempted_at, outcome, status_code, error, latency_ms, status, "
     "next_attempt_at, delivered_at)"
 )
-_POSTGRES_UPDATE = (
-    "UPDATE delivery AS d SET status = v.status, attempts = v.attempt, "
-    "next_attempt_at = v.next_attempt_at, delivered_at = v.delivered_at, last_error = v.error, "
-    "last_status_code = v.status_code, lease_owner = NULL, lease_expires_at = NULL "
-    f"FROM {_POSTGRES_ROWS} WHERE d.id = v.id AND d.status = 'pending'"
+# Never regress a row someone else finished meanwhile (our lease had expired, or a replay).
+APPLY_OUTCOMES = BulkStatement(
+    "delivery.apply_outcomes",
+    columns=11,
+    sqlite=(
+        "UPDATE delivery SET status = v.column9, attempts = v.column3, "
+        "next_attempt_at = v.column10, delivered_at = v.column11, last_error = v.column7, "
+        "last_status_code = v.column6, lease_owner = NULL, lease_expires_at = NULL "
+        "FROM (VALUES {rows}) AS v WHERE delivery.id = v.column1 AND delivery.status = 'pending'"
+    ),
+    postgres=(
+        "UPDATE delivery AS d SET status = v.status, attempts = v.attempt, "
+        "next_attempt_at = v.next_attempt_at, delivered_at = v.delivered_at, "
+        "last_error = v.error, last_status_code = v.status_code, lease_owner = NULL, "
+        f"lease_expires_at = NULL FROM {_POSTGRES_OUTCOMES} "
+        "WHERE d.id = v.id AND d.status = 'pending'"
+    ),
 )
-_POSTGRES_INSERT = (
-    "INSERT INTO delivery_attempt (delivery_id, tenant, attempt, attempted_at, outcome, "
-    "status_code, error, latency_ms) "
-    "SELECT v.id, v.tenant, v.attempt, v.attempted_at, v.outcome, v.status_code, v.error, "
-    f"v.latency_ms FROM {_POSTGRES_ROWS} "
-    "WHERE EXISTS (SELECT 1 FROM delivery WHERE delivery.id = v.id)"
+# Attempts of deliveries deleted meanwhile (their subscription was deleted) are dropped instead
+# of failing the whole group.
+LOG_ATTEMPTS = BulkStatement(
+    "delivery.log_attempts",
+    columns=11,
+    sqlite=(
+        "INSERT INTO delivery_attempt (delivery_id, tenant, attempt, attempted_at, outcome, "
+        "status_code, error, latency_ms) "
+        "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
+        "v.column8 FROM (VALUES {rows}) AS v "
+        "WHERE EXISTS (SELECT 1 FROM delivery WHERE delivery.id = v.column1)"
+    ),
+    postgres=(
+        "INSERT INTO delivery_attempt (delivery_id, tenant, attempt, attempted_at, outcome, "
+        "status_code, error, latency_ms) "
+        "SELECT v.id, v.tenant, v.attempt, v.attempted_at, v.outcome, v.status_code, v.error, "
+        f"v.latency_ms FROM {_POSTGRES_OUTCOMES} "
+        "WHERE EXISTS (SELECT 1 FROM delivery WHERE delivery.id = v.id)"
+    ),
 )
 
 
@@ -265,104 +295,33 @@ async def record_attempts(conn: AnyConnection, records: Sequence[AttemptRecord])
     """Apply attempts to their delivery rows and log them (``delivery_attempt``)."""
     if not records:
         return
-    if conn.dialect.name == "postgresql":
-        columns: list[list[object]] = [[] for _ in range(_OUTCOME_COLUMNS)]
-        for r in records:
-            for column, value in zip(columns, _outcome_row(r, _as_is), strict=True):
-                column.append(value)
-        parameters = tuple(columns)
-        await conn.exec_driver_sql(_POSTGRES_UPDATE, parameters)
-        await conn.exec_driver_sql(_POSTGRES_INSERT, parameters)
-        return
-    stamps: dict[datetime, str] = {}  # a group's records share a few instants
+    backend = backend_of(conn)
+    stamps: dict[datetime, object] = {}  # a group's records share a few instants
 
-    def stamp(value: datetime) -> str:
-        text = stamps.get(value)
-        if text is None:
-            text = stamps[value] = sqlite_timestamp(value)
-        return text
+    def stamp(value: datetime) -> object:
+        converted = stamps.get(value)
+        if converted is None:
+            converted = stamps[value] = backend.timestamp(value)
+        return converted
 
-    for start in range(0, len(records), _SQLITE_ROWS_PER_STATEMENT):
-        chunk = records[start : start + _SQLITE_ROWS_PER_STATEMENT]
-        flat: list[object] = []
-        for r in chunk:
-            flat += _outcome_row(r, stamp)
-        rows = ",".join([_SQLITE_ROW] * len(chunk))
-        await _exec_driver_sql(conn, _SQLITE_UPDATE.format(rows=rows), tuple(flat))
-        await _exec_driver_sql(conn, _SQLITE_INSERT.format(rows=rows), tuple(flat))
-
-
-def _as_is(value: datetime) -> datetime:
-    return value
-
-
-def _outcome_row(r: AttemptRecord, timestamp: Callable[[datetime], object]) -> tuple[object, ...]:
-    return (
-        r.delivery_id,
-        r.tenant,
-        r.attempt,
-        timestamp(r.attempted_at),
-        r.outcome,
-        r.status_code,
-        r.error,
-        r.latency_ms,
-        r.status,
-        timestamp(r.next_attempt_at),
-        None if r.delivered_at is None else timestamp(r.delivered_at),
-    )
-
-
-async def _exec_driver_sql(
-    conn: AnyConnection, statement: str, parameters: tuple[object, ...]
-) -> None:
-    if isinstance(conn, InlineConnection):
-        conn.sync_connection.exec_driver_sql(statement, parameters)
-    else:
-        await conn.exec_driver_sql(statement, parameters)
-
-
-async def mark_subscriptions_healthy(conn: AnyConnection, keys: Sequence[DestinationKey]) -> None:
-    """A success ends the failing period (one statement for a whole outcome group)."""
-    if keys:
-        await conn.execute(
-            update(s)
-            .where(
-                tuple_(s.c.tenant, s.c.id).in_(list(keys)),
-                s.c.failing_since.is_not(None),
-            )
-            .values(failing_since=None)
+    rows = [
+        (
+            r.delivery_id,
+            r.tenant,
+            r.attempt,
+            stamp(r.attempted_at),
+            r.outcome,
+            r.status_code,
+            r.error,
+            r.latency_ms,
+            r.status,
+            stamp(r.next_attempt_at),
+            None if r.delivered_at is None else stamp(r.delivered_at),
         )
-
-
-async def mark_subscription_failing(
-    conn: AsyncConnection, key: DestinationKey, now: datetime
-) -> datetime | None:
-    """Start (or continue) the subscription's failing period; return when it started."""
-    await conn.execute(
-        update(s)
-        .where(s.c.tenant == key[0], s.c.id == key[1], s.c.failing_since.is_(None))
-        .values(failing_since=now)
-    )
-    row = (
-        await conn.execute(
-            select(s.c.failing_since, s.c.active).where(s.c.tenant == key[0], s.c.id == key[1])
-        )
-    ).first()
-    if row is None or not row.active:
-        return None
-    failing_since: datetime | None = row.failing_since
-    return failing_since
-
-
-async def deactivate_subscription(
-    conn: AsyncConnection, key: DestinationKey, now: datetime, reason: str
-) -> bool:
-    result = await conn.execute(
-        update(s)
-        .where(s.c.tenant == key[0], s.c.id == key[1], s.c.active.is_(True))
-        .values(active=False, deactivated_at=now, deactivated_reason=reason, updated_at=now)
-    )
-    return bool(result.rowcount)
+        for r in records
+    ]
+    await backend.bulk(conn, APPLY_OUTCOMES, rows)
+    await backend.bulk(conn, LOG_ATTEMPTS, rows)
 
 
 async def next_due_at(
@@ -370,14 +329,10 @@ async def next_due_at(
 ) -> datetime | None:
     """When the dispatcher next has something to do: the earliest pending delivery's due time
     (or, when it is leased, the lease's expiry)."""
-    query = (
-        select(func.min(d.c.next_attempt_at))
-        .select_from(_active_join())
-        .where(
-            d.c.status == "pending",
-            s.c.active.is_(True),
-            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
-        )
+    query = select(func.min(d.c.next_attempt_at)).where(
+        d.c.status == "pending",
+        _of_active_subscription(),
+        or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
     )
     excluded = list(excluded)
     if excluded:
@@ -399,9 +354,9 @@ async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, dateti
     and the due time of the oldest one that is due."""
     row = (
         await conn.execute(
-            select(func.count(), func.min(d.c.next_attempt_at))
-            .select_from(_active_join())
-            .where(d.c.status == "pending", s.c.active.is_(True))
+            select(func.count(), func.min(d.c.next_attempt_at)).where(
+                d.c.status == "pending", _of_active_subscription()
+            )
         )
     ).one()
     oldest: datetime | None = row[1]
@@ -409,15 +364,6 @@ async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, dateti
 
 
 # API queries (tenant-scoped) --------------------------------------------------------------------
-
-
-async def get_subscription(
-    conn: AsyncConnection, tenant: str, subscription_id: str
-) -> dict[str, Any] | None:
-    row = (
-        await conn.execute(select(s).where(s.c.tenant == tenant, s.c.id == subscription_id))
-    ).first()
-    return dict(row._mapping) if row else None
 
 
 async def list_deliveries(
@@ -456,15 +402,6 @@ async def attempts_of(
         .order_by(a.c.id)
     )
     return [dict(row._mapping) for row in rows]
-
-
-async def event_ids_of(conn: AsyncConnection, seqs: Sequence[int]) -> dict[int, str]:
-    if not seqs:
-        return {}
-    rows = await conn.execute(
-        select(event_table.c.seq, event_table.c.id).where(event_table.c.seq.in_(list(seqs)))
-    )
-    return {row.seq: row.id for row in rows}
 
 
 async def requeue(

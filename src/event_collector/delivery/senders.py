@@ -31,25 +31,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from event_collector.delivery.messages import OutgoingMessage
 from event_collector.delivery.webhook_http import Target, WebhookClient
+from event_collector.kit.netpolicy import address_refusal, is_allow_listed, literal_ip
 from event_collector.kit.settings import Settings
+from event_collector.subscriptions.schemas import RESERVED_HEADERS
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 1000
 AWS_BATCH_ENTRIES = 10
 AWS_BATCH_BYTES = 256 * 1024
-
-# Set by us; a subscription's custom headers cannot replace them.
-_RESERVED_HEADERS = {
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-}
 
 _AWS_TRANSIENT_CODES = {
     "Throttling",
@@ -297,7 +287,7 @@ class Senders:
         timestamp = int(time.time())
         headers = b"%swebhook-id: %s\r\nwebhook-timestamp: %d\r\n" % (
             static,
-            message.delivery_id.encode(),
+            message.deduplication_id.encode(),
             timestamp,
         )
         if destination.secret:
@@ -308,7 +298,7 @@ class Senders:
                     return SendResult(
                         False, error="the webhook secret is not valid base64", permanent=True
                     )
-            signature = sign(destination.signing_key, message.delivery_id, timestamp, body)
+            signature = sign(destination.signing_key, message.deduplication_id, timestamp, body)
             headers += b"webhook-signature: %s\r\n" % signature.encode()
         started = time.perf_counter()
         try:
@@ -350,11 +340,6 @@ class Senders:
             self._prepared[url] = prepared
         return prepared
 
-    async def check_webhook_url(self, url: str) -> str | None:
-        """None when the URL may be called; else why not (SSRF guard)."""
-        refusal, _ = await self._vet(url)
-        return refusal
-
     async def _vet(self, url: str) -> tuple[str | None, str | None]:
         """(refusal, address to connect to). The address is pinned so that the connection goes
         where the check looked (no DNS rebinding between check and connect); None means
@@ -367,8 +352,8 @@ class Senders:
             return "refused: the webhook URL must be http(s)://host/…", None
         host = parsed.host.lower()
         allowed = self._settings.webhook_allowed_hosts
-        if host in (h.lower() for h in allowed):
-            return None, None
+        if is_allow_listed(host, None, allowed):
+            return None, None  # allowed by name: connect by name
         cached = self._resolved.get(host)
         now = time.monotonic()
         if cached and cached[0] > now:
@@ -385,47 +370,18 @@ class Senders:
         verdict: str | None = None
         pinned: str | None = None
         for info in infos:
-            raw = str(info[4][0]).split("%", 1)[0]
-            address = ipaddress.ip_address(raw)
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                address = address.ipv4_mapped
-            if (address.is_global and not address.is_multicast) or _address_allowed(
-                address, allowed
-            ):
-                pinned = pinned or str(address)
-                continue
-            verdict = (
-                f"refused: {host} resolves to the non-public address {address} "
-                "(allow it with EC_WEBHOOK_ALLOWED_HOSTS)"
-            )
-            pinned = None
-            break
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            verdict = address_refusal(host, address, allowed)
+            if verdict is not None:
+                pinned = None
+                break
+            pinned = pinned or str(address)
         if verdict is None and pinned is None:
             verdict = f"cannot resolve {host}: no address"
-        if _is_ip_literal(host):
+        if literal_ip(host) is not None:
             pinned = None  # nothing to rebind
         self._resolved[host] = (now + 30.0, verdict, pinned)
         return verdict, pinned
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _address_allowed(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed: Sequence[str]
-) -> bool:
-    for entry in allowed:
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue  # a host name, matched before resolution
-    return False
 
 
 def _target(url: httpx.URL, pinned: str | None) -> Target:
@@ -444,7 +400,7 @@ def _static_headers(destination: Destination) -> bytes | str:
     headers = {}
     if isinstance(custom, dict):
         headers = {
-            str(k): str(v) for k, v in custom.items() if str(k).lower() not in _RESERVED_HEADERS
+            str(k): str(v) for k, v in custom.items() if str(k).lower() not in RESERVED_HEADERS
         }
     if not any(name.lower() == "user-agent" for name in headers):  # a custom one replaces ours
         headers["user-agent"] = "event-collector-webhooks/1"
@@ -534,7 +490,7 @@ def _aws_entries(
             "MessageAttributes": _aws_attributes(message),
         }
         if fifo:
-            entry["MessageGroupId"] = message.group_id
-            entry["MessageDeduplicationId"] = message.delivery_id
+            entry["MessageGroupId"] = message.ordering_key
+            entry["MessageDeduplicationId"] = message.deduplication_id
         entries.append(entry)
     return entries

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy import Select, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.model import NewEvent, StoredEvent
-from event_collector.kit.db import AnyConnection, InlineConnection, sqlite_timestamp
+from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
 from event_collector.models import event_table
 
 _ALL_COLUMNS = [event_table.c[name] for name in StoredEvent.__dataclass_fields__]
@@ -42,23 +39,11 @@ class EventRepository:
         """
         if not events:
             return {}
-        if isinstance(self.conn, InlineConnection):
-            return _insert_new_sqlite(self.conn, events)
-        if self.conn.dialect.name == "postgresql":
-            return await _insert_new_postgres(self.conn, events)
-        return await self._insert_new_generic(events)
-
-    async def _insert_new_generic(self, events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
-        dialect_insert = (
-            postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
-        )
-        statement = (
-            dialect_insert(event_table)
-            .on_conflict_do_nothing(index_elements=["tenant", "id"])
-            .returning(event_table.c.seq, event_table.c.tenant, event_table.c.id)
-        )
-        result = await self.conn.execute(statement, [event.row() for event in events])
-        return {(row.tenant, row.id): row.seq for row in result}
+        backend = backend_of(self.conn)
+        timestamp = backend.timestamp
+        rows = [_driver_row(event, timestamp) for event in events]
+        returned = await backend.bulk(self.conn, INSERT_NEW, rows)
+        return {(tenant, event_id): seq for seq, tenant, event_id in returned}
 
     async def get_many_by_key(self, keys: Sequence[tuple[str, str]]) -> list[StoredEvent]:
         found: list[StoredEvent] = []
@@ -136,56 +121,25 @@ _INSERT_COLUMNS = (
     "content_hash",
     "received_at",
 )
-_SQLITE_ROWS_PER_STATEMENT = 32_000 // len(_INSERT_COLUMNS)
-_SQLITE_ROW = "(" + ",".join("?" * len(_INSERT_COLUMNS)) + ")"
-_SQLITE_INSERT = (
-    f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) VALUES {{rows}} "
-    "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
+INSERT_NEW = BulkStatement(
+    "events.insert_new",
+    columns=len(_INSERT_COLUMNS),
+    sqlite=(
+        f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) VALUES {{rows}} "
+        "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
+    ),
+    postgres=(
+        f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) "
+        "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
+        "$5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], $9::varchar[], "
+        "$10::json[], $11::text[], $12::text[], $13::varchar[], $14::timestamptz[]) "
+        "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
+    ),
 )
 
 
-def _insert_new_sqlite(
-    conn: InlineConnection, events: Sequence[NewEvent]
-) -> dict[tuple[str, str], int]:
-    driver = conn.sync_connection.connection.driver_connection
-    assert driver is not None
-    inserted: dict[tuple[str, str], int] = {}
-    for start in range(0, len(events), _SQLITE_ROWS_PER_STATEMENT):
-        chunk = events[start : start + _SQLITE_ROWS_PER_STATEMENT]
-        parameters: list[object] = []
-        for event in chunk:
-            parameters += _driver_row(event)
-            parameters[-1] = sqlite_timestamp(event.received_at)
-        statement = _SQLITE_INSERT.format(rows=",".join([_SQLITE_ROW] * len(chunk)))
-        for seq, tenant, event_id in driver.execute(statement, parameters).fetchall():
-            inserted[(tenant, event_id)] = seq
-    return inserted
-
-
-_POSTGRES_INSERT = (
-    f"INSERT INTO event ({', '.join(_INSERT_COLUMNS)}) "
-    "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], "
-    "$5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], $9::varchar[], $10::json[], "
-    "$11::text[], $12::text[], $13::varchar[], $14::timestamptz[]) "
-    "ON CONFLICT (tenant, id) DO NOTHING RETURNING seq, tenant, id"
-)
-
-
-async def _insert_new_postgres(
-    conn: AsyncConnection, events: Sequence[NewEvent]
-) -> dict[tuple[str, str], int]:
-    # One array per column: the rows transposed.
-    columns = tuple(map(list, zip(*map(_driver_row, events), strict=True)))
-    # Through SQLAlchemy's DBAPI adapter, not the raw asyncpg connection: the adapter begins
-    # the transaction lazily, at its first statement, so a statement sent to the raw connection
-    # first would run (and commit) on its own, outside the group's transaction.
-    result = await conn.exec_driver_sql(_POSTGRES_INSERT, columns)
-    rows: Sequence[Any] = result.fetchall()  # (seq, tenant, id) tuples
-    return {(tenant, event_id): seq for seq, tenant, event_id in rows}
-
-
-def _driver_row(event: NewEvent) -> tuple[object, ...]:
-    """The values of ``_INSERT_COLUMNS``, JSON already encoded (``received_at`` last)."""
+def _driver_row(event: NewEvent, timestamp: Callable[[datetime], object]) -> tuple[object, ...]:
+    """The values of ``_INSERT_COLUMNS``, JSON already encoded."""
     return (
         event.tenant,
         event.id,
@@ -201,5 +155,5 @@ def _driver_row(event: NewEvent) -> tuple[object, ...]:
         event.payload_b64,
         event.fault_b64,
         event.content_hash,
-        event.received_at,
+        timestamp(event.received_at),
     )

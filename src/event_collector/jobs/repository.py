@@ -19,11 +19,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from event_collector.kit import leases
-from event_collector.kit.db import AnyConnection
+from event_collector.kit.db import AnyConnection, backend_of
 from event_collector.models import job_run_table, job_table
 
 _job = job_table
@@ -36,15 +35,8 @@ UNFINISHED = ("queued", "running")
 async def _insert_unless_duplicate(
     conn: AnyConnection, table: Table, values: dict[str, Any]
 ) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; whether the row was inserted.
-
-    The one dialect-specific statement of jobs (both dialects spell it the same way, through
-    different SQLAlchemy constructs).
-    """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
-    result = await conn.execute(statement)
-    return bool(result.rowcount)
+    """INSERT … ON CONFLICT DO NOTHING; whether the row was inserted."""
+    return await backend_of(conn).insert_unless_exists(conn, table, values)
 
 
 def _no_live_sibling(now: datetime) -> ColumnElement[bool]:
@@ -76,7 +68,7 @@ class JobRepository:
         statement = select(_job).where(_job.c.tenant == tenant, _job.c.id == job_id)
         if for_update:
             # Serialises concurrent read-modify-write on PostgreSQL (SQLite writes are serial).
-            statement = statement.with_for_update()
+            statement = backend_of(self.conn).for_update(statement)
         return _as_dict((await self.conn.execute(statement)).first())
 
     async def insert_job(self, values: dict[str, Any]) -> bool:
@@ -160,12 +152,8 @@ class JobRepository:
 
     async def due_jobs_of_all_tenants(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Jobs whose next occurrence is due, locked (others' locked ones skipped)."""
-        statement = (
-            select(_job)
-            .where(_job.c.next_run_at <= now)
-            .order_by(_job.c.next_run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        statement = backend_of(self.conn).skip_locked(
+            select(_job).where(_job.c.next_run_at <= now).order_by(_job.c.next_run_at).limit(limit)
         )
         return [dict(row._mapping) for row in await self.conn.execute(statement)]
 

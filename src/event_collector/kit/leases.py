@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, or_, select, true, update
 
-from event_collector.kit.db import AnyConnection, Database, utcnow
+from event_collector.kit.db import AnyConnection, Database, backend_of, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +76,11 @@ async def claim(
 
     ``order_by`` chooses which rows are taken first; the returned rows come in no set order.
     """
-    candidates = (
+    candidates = backend_of(conn).skip_locked(
         select(leased.id)
         .where(where if where is not None else true(), leased.is_free(now))
         .order_by(*order_by)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     statement = (
         update(leased.table)
@@ -110,7 +109,7 @@ async def renew(
     )
     # A row locked by a transaction finishing it is done: waiting for it would only queue
     # behind (or deadlock with) that transaction.
-    mine = mine.with_for_update(skip_locked=True)
+    mine = backend_of(conn).skip_locked(mine)
     result = await conn.execute(
         update(leased.table)
         .where(leased.id.in_(mine.scalar_subquery()))

@@ -21,9 +21,8 @@ import logging
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import text
 
-from event_collector.kit.db import AnyConnection, Database
+from event_collector.kit.db import AnyConnection, Database, backend_of
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +31,7 @@ RECONNECT_DELAY_SECONDS = 2.0
 
 async def notify(conn: AnyConnection, channel: str) -> None:
     """Announce work on ``channel`` when ``conn``'s transaction commits (PostgreSQL only)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+    await backend_of(conn).notify(conn, channel)
 
 
 class Waker:
@@ -70,7 +68,7 @@ class Waker:
 
     async def start(self) -> None:
         self._stopping = False
-        if not self._db.is_sqlite and self._listener is None:
+        if self._db.backend.listens and self._listener is None:
             self._listener = asyncio.create_task(self._listen(), name=f"listen-{self.channel}")
 
     async def stop(self) -> None:

@@ -1,5 +1,6 @@
 """Every table of the service, on one shared metadata (``kit.db.metadata``)."""
 
+from event_collector.models.delivery import delivery_attempt_table, delivery_table
 from event_collector.models.event import event_table
 from event_collector.models.jobs import job_run_table, job_table
 from event_collector.models.notifications import (
@@ -22,11 +23,7 @@ from event_collector.models.read_model import (
     wishlist_item_table,
     wishlist_table,
 )
-from event_collector.models.subscription import (
-    delivery_attempt_table,
-    delivery_table,
-    subscription_table,
-)
+from event_collector.models.subscription import subscription_table
 from event_collector.models.tenant import oauth_client_table, tenant_table
 
 __all__ = [

@@ -1,16 +1,8 @@
-from sqlalchemy import (
-    Boolean,
-    Column,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
-)
+"""The subscription table (owned by the subscriptions domain); deliveries: models/delivery.py."""
 
-from event_collector.kit.db import BigIntPK, JSONType, UTCDateTime, metadata
+from sqlalchemy import Boolean, Column, Index, PrimaryKeyConstraint, String, Table, Text
+
+from event_collector.kit.db import JSONType, UTCDateTime, metadata
 
 subscription_table = Table(
     "subscription",
@@ -36,54 +28,4 @@ subscription_table = Table(
     Column("deactivated_reason", Text(), nullable=True),
     PrimaryKeyConstraint("tenant", "id", name="pk_subscription"),
     Index("ix_subscription_tenant_entity_active", "tenant", "entity_type", "active"),
-)
-
-delivery_table = Table(
-    "delivery",
-    metadata,
-    Column("id", String(36), primary_key=True),
-    Column("tenant", String(128), nullable=False),
-    Column("subscription_id", String(255), nullable=False),
-    Column("event_seq", BigIntPK, nullable=False),
-    # pending | delivered | failed  (failed = dead letter, replayable)
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer(), nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime(), nullable=False),
-    Column("lease_owner", String(64), nullable=True),
-    Column("lease_expires_at", UTCDateTime(), nullable=True),
-    Column("last_error", Text(), nullable=True),
-    Column("last_status_code", Integer(), nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("delivered_at", UTCDateTime(), nullable=True),
-    ForeignKeyConstraint(
-        ["tenant", "subscription_id"],
-        ["subscription.tenant", "subscription.id"],
-        name="fk_delivery_subscription",
-        ondelete="CASCADE",
-    ),
-    ForeignKeyConstraint(["event_seq"], ["event.seq"], name="fk_delivery_event_seq_event"),
-    Index("ix_delivery_status_next_attempt_at", "status", "next_attempt_at"),
-    Index("ix_delivery_tenant_subscription_created", "tenant", "subscription_id", "created_at"),
-)
-
-delivery_attempt_table = Table(
-    "delivery_attempt",
-    metadata,
-    Column("id", BigIntPK, primary_key=True, autoincrement=True),
-    Column("delivery_id", String(36), nullable=False),
-    Column("tenant", String(128), nullable=False),
-    Column("attempt", Integer(), nullable=False),
-    Column("attempted_at", UTCDateTime(), nullable=False),
-    # success | retry | failed
-    Column("outcome", String(16), nullable=False),
-    Column("status_code", Integer(), nullable=True),
-    Column("error", Text(), nullable=True),
-    Column("latency_ms", Integer(), nullable=False),
-    ForeignKeyConstraint(
-        ["delivery_id"],
-        ["delivery.id"],
-        name="fk_delivery_attempt_delivery_id_delivery",
-        ondelete="CASCADE",
-    ),
-    Index("ix_delivery_attempt_delivery_id", "delivery_id"),
 )

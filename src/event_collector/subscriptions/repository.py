@@ -4,45 +4,41 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import insert, select, true, tuple_, update
+from sqlalchemy import Select, insert, select, true, tuple_, update
 
-from event_collector.kit.db import AnyConnection, InlineConnection
-from event_collector.models import subscription_table
+from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
+from event_collector.models.subscription import subscription_table
 
 _t = subscription_table
-_TENANT_CHUNK = 500
-
-# Tenant scoping: a target only ever joins its own tenant's subscriptions (s.tenant = t.tenant).
-# Data-modifying CTEs always run to completion, so LIMIT 1 only limits the notifications.
-_INSERT_MATCHING_DELIVERIES = """
-WITH routed AS (
-    INSERT INTO delivery (id, tenant, subscription_id, event_seq, status, attempts,
-                          next_attempt_at, created_at)
-    SELECT gen_random_uuid()::varchar, s.tenant, s.id, t.seq, 'pending', 0, $5, $5
-    FROM unnest($1::varchar[], $2::bigint[], $3::varchar[], $4::varchar[])
-        AS t(tenant, seq, entity_type, flag)
-    JOIN subscription AS s
-        ON s.tenant = t.tenant AND s.entity_type = t.entity_type AND s.active
-    WHERE CASE t.flag
-        WHEN 'subscribe_create' THEN s.subscribe_create
-        WHEN 'subscribe_change' THEN s.subscribe_change
-        WHEN 'subscribe_delete' THEN s.subscribe_delete
-    END
-    RETURNING 1
+# What routing joins a relation ``t(tenant, entity_type, flag)`` of messages to: the active
+# subscriptions of the message's tenant (tenant scoping: never another's) and entity type whose
+# flag column (subscribe_create / _change / _delete) lets the message's operation through.
+ROUTING_JOIN = (
+    "JOIN subscription AS s ON s.tenant = t.tenant AND s.entity_type = t.entity_type "
+    "AND s.active AND CASE t.flag WHEN 'subscribe_create' THEN s.subscribe_create "
+    "WHEN 'subscribe_change' THEN s.subscribe_change "
+    "WHEN 'subscribe_delete' THEN s.subscribe_delete END"
 )
-SELECT pg_notify($6, '') FROM (SELECT 1 FROM routed LIMIT 1) AS any_routed
-"""
 
-ROUTING_COLUMNS = (
-    _t.c.tenant,
-    _t.c.id,
-    _t.c.entity_type,
-    _t.c.subscribe_create,
-    _t.c.subscribe_change,
-    _t.c.subscribe_delete,
+ROUTABLE = BulkStatement(
+    "subscriptions.routable",
+    columns=3,
+    sqlite=(
+        "SELECT DISTINCT t.tenant, t.entity_type, t.flag FROM (SELECT column1 AS tenant, "
+        "column2 AS entity_type, column3 AS flag FROM (VALUES {rows})) AS t " + ROUTING_JOIN
+    ),
+    postgres=(
+        "SELECT DISTINCT t.tenant, t.entity_type, t.flag FROM unnest($1::varchar[], "
+        "$2::varchar[], $3::varchar[]) AS t(tenant, entity_type, flag) " + ROUTING_JOIN
+    ),
 )
+
+
+def active_subscription_keys() -> Select[tuple[str, str]]:
+    """(tenant, id) of every active subscription, as a subquery for the delivery queries."""
+    return select(_t.c.tenant, _t.c.id).where(_t.c.active.is_(True))
 
 
 class SubscriptionRepository:
@@ -59,7 +55,7 @@ class SubscriptionRepository:
         statement = select(_t).where(_t.c.tenant == tenant, _t.c.id == subscription_id)
         if for_update:
             # Serialises concurrent read-modify-write on PostgreSQL (SQLite writes are serial).
-            statement = statement.with_for_update()
+            statement = backend_of(self.conn).for_update(statement)
         row = (await self.conn.execute(statement)).first()
         return dict(row._mapping) if row else None
 
@@ -79,48 +75,68 @@ class SubscriptionRepository:
         )
         return bool(result.rowcount)
 
-    async def active_for_routing(
-        self, tenants: Collection[str], entity_types: Collection[str]
-    ) -> list[Any]:
-        """The active subscriptions of these tenants for these entity types (routing columns)."""
-        rows: list[Any] = []
-        tenant_list = sorted(tenants)
-        types = sorted(entity_types)
-        for start in range(0, len(tenant_list), _TENANT_CHUNK):
-            chunk = tenant_list[start : start + _TENANT_CHUNK]
-            if isinstance(self.conn, InlineConnection):
-                rows.extend(_active_for_routing_sqlite(self.conn, chunk, types))
-                continue
-            statement = select(*ROUTING_COLUMNS).where(
-                _t.c.tenant.in_(chunk) if len(chunk) > 1 else _t.c.tenant == chunk[0],
-                _t.c.entity_type.in_(types) if len(types) > 1 else _t.c.entity_type == types[0],
-                _t.c.active == true(),
-            )
-            rows.extend((await self.conn.execute(statement)).all())
-        return rows
+    async def routable(
+        self, targets: Collection[tuple[str, str, str]]
+    ) -> set[tuple[str, str, str]]:
+        """Which of these (tenant, entity type, flag column) have an active subscription to
+        route to."""
+        rows = await backend_of(self.conn).bulk(self.conn, ROUTABLE, list(targets))
+        return {(tenant, entity_type, flag) for tenant, entity_type, flag in rows}
 
-    async def insert_matching_deliveries(
-        self,
-        targets: Sequence[tuple[str, int, str, str]],
-        now: datetime,
-        *,
-        notify_channel: str,
-    ) -> bool:
-        """PostgreSQL: one pending delivery row per (target, matching active subscription);
-        whether it made any.
-
-        A target is (tenant, event seq, subscription entity type, flag column the operation
-        needs). One statement, so routing costs a group commit one round trip whatever matched;
-        it NOTIFYs ``notify_channel`` (at commit) when it made at least one row.
-        """
-        if not targets:
-            return False
-        tenants, seqs, entity_types, flags = (list(column) for column in zip(*targets, strict=True))
-        result = await self.conn.exec_driver_sql(
-            _INSERT_MATCHING_DELIVERIES,
-            (tenants, seqs, entity_types, flags, now, notify_channel),
+    async def destinations_of(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], Any]:
+        """The destination columns of these (tenant, id) subscriptions, for sending."""
+        if not keys:
+            return {}
+        rows = await self.conn.execute(
+            select(
+                _t.c.tenant, _t.c.id, _t.c.destination_type, _t.c.destination, _t.c.secret_sealed
+            ).where(tuple_(_t.c.tenant, _t.c.id).in_(list(keys)))
         )
-        return result.first() is not None
+        return {(row.tenant, row.id): row for row in rows}
+
+    async def mark_healthy(self, keys: Sequence[tuple[str, str]]) -> None:
+        """End these subscriptions' failing periods (one statement for many)."""
+        if keys:
+            await self.conn.execute(
+                update(_t)
+                .where(
+                    tuple_(_t.c.tenant, _t.c.id).in_(list(keys)), _t.c.failing_since.is_not(None)
+                )
+                .values(failing_since=None)
+            )
+
+    async def mark_failing(self, key: tuple[str, str], now: datetime) -> datetime | None:
+        """Start (or continue) the subscription's failing period; when it started, or None when
+        the subscription is gone or inactive."""
+        tenant, subscription_id = key
+        await self.conn.execute(
+            update(_t)
+            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+        row = (
+            await self.conn.execute(
+                select(_t.c.failing_since, _t.c.active).where(
+                    _t.c.tenant == tenant, _t.c.id == subscription_id
+                )
+            )
+        ).first()
+        if row is None or not row.active:
+            return None
+        failing_since: datetime | None = row.failing_since
+        return failing_since
+
+    async def deactivate(self, key: tuple[str, str], now: datetime, reason: str) -> bool:
+        """Deactivate an active subscription; whether it was active."""
+        tenant, subscription_id = key
+        result = await self.conn.execute(
+            update(_t)
+            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c.active.is_(True))
+            .values(active=False, deactivated_at=now, deactivated_reason=reason, updated_at=now)
+        )
+        return bool(result.rowcount)
 
     async def sealed_secrets_after(self, after: tuple[str, str] | None, limit: int) -> list[Any]:
         """Every tenant's sealed secrets in (tenant, id) order: for re-sealing after a key
@@ -143,29 +159,3 @@ class SubscriptionRepository:
             .values(secret_sealed=new)
         )
         return bool(result.rowcount)
-
-
-class RoutingSubscription(NamedTuple):
-    tenant: str
-    id: str
-    entity_type: str
-    subscribe_create: bool
-    subscribe_change: bool
-    subscribe_delete: bool
-
-
-def _active_for_routing_sqlite(
-    conn: InlineConnection, tenants: Sequence[str], entity_types: Sequence[str]
-) -> list[RoutingSubscription]:
-    """The SQLite routing lookup straight through the driver: it runs once per group commit on
-    the event loop, where building and compiling the SQLAlchemy statement cost ~10x the query."""
-    driver = conn.sync_connection.connection.driver_connection
-    assert driver is not None
-    statement = (
-        f"SELECT {', '.join(column.name for column in ROUTING_COLUMNS)} FROM {_t.name} "
-        f"WHERE tenant IN ({', '.join('?' * len(tenants))}) "
-        f"AND entity_type IN ({', '.join('?' * len(entity_types))}) AND active"
-    )
-    return [
-        RoutingSubscription(*row) for row in driver.execute(statement, [*tenants, *entity_types])
-    ]

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError, is_masked, mask
 from event_collector.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from event_collector.kit.netpolicy import url_refusal
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.subscriptions.repository import SubscriptionRepository
 from event_collector.subscriptions.schemas import (
@@ -34,7 +35,6 @@ from event_collector.subscriptions.schemas import (
     is_sensitive_header,
     normalize_destination,
 )
-from event_collector.subscriptions.ssrf import webhook_url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _problem(loc: list[str | int], msg: str) -> ValidationFailed:
 def _validate_destination(destination: DestinationIn, policy: Policy) -> Destination:
     normalized = normalize_destination(destination)
     if normalized.type == "WEBHOOK":
-        problem = webhook_url_problem(normalized.config["url"], policy.webhook_allowed_hosts)
+        problem = url_refusal(normalized.config["url"], policy.webhook_allowed_hosts)
         if problem:
             raise _problem(["destination", "webhook", "url"], problem)
     return normalized

@@ -1,4 +1,4 @@
-"""Database engine, transactions and the column types shared by every table.
+"""Database engine and transactions, and the backend chosen for the database at start-up.
 
 SQLite (the embedded default) and PostgreSQL (scale-out) are both first-class. Write transactions
 go through :meth:`Database.write`: on SQLite they start with ``BEGIN IMMEDIATE`` and are serialised
@@ -12,66 +12,26 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Connection, DateTime, Engine, Integer, MetaData, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.types import JSON, TypeDecorator
 
+from event_collector.kit.db.backend import Backend
+from event_collector.kit.db.connection import AnyConnection, InlineConnection
+from event_collector.kit.db.postgres import PostgresBackend
+from event_collector.kit.db.sqlite import SQLiteBackend
 from event_collector.kit.settings import Settings
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-# SQLite only aliases the rowid (and so auto-increments) for a column typed exactly INTEGER.
-BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+_BACKENDS: dict[str, Backend] = {"sqlite": SQLiteBackend(), "postgresql": PostgresBackend()}
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC timestamps on both engines (SQLite stores naive ISO text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def sqlite_timestamp(value: datetime) -> str:
-    """A UTC timestamp as UTCDateTime stores it on SQLite, for statements sent to the driver:
-    the text of SQLAlchemy's SQLite DATETIME, ``%Y-%m-%d %H:%M:%S.%f`` (naive UTC)."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
-
-
-JSONType = JSON().with_variant(JSON(none_as_null=True), "sqlite")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def backend_of(conn: AnyConnection) -> Backend:
+    """The backend of the database ``conn`` is connected to."""
+    return _BACKENDS[conn.dialect.name]
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -160,48 +120,6 @@ def _install_sqlite_listeners(
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-class InlineConnection:
-    """The part of ``AsyncConnection`` repositories use, over a synchronous connection.
-
-    Its coroutines never suspend, so a transaction run through it executes in one stretch on
-    the event loop. See :meth:`Database.write_inline` for why.
-    """
-
-    def __init__(self, sync_connection: Connection) -> None:
-        self.sync_connection = sync_connection
-
-    @property
-    def dialect(self) -> Dialect:
-        return self.sync_connection.dialect
-
-    async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        return self.sync_connection.execute(statement, parameters)
-
-    async def scalar(self, statement: Any, parameters: Any = None) -> Any:
-        return self.sync_connection.scalar(statement, parameters)
-
-    async def scalars(self, statement: Any, parameters: Any = None) -> Any:
-        return self.sync_connection.scalars(statement, parameters)
-
-    async def run_sync(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(self.sync_connection, *args, **kwargs)
-
-    @asynccontextmanager
-    async def begin_nested(self) -> AsyncIterator[None]:
-        """A savepoint: released when the block ends, rolled back if it raises."""
-        with self.sync_connection.begin_nested():
-            yield
-
-
-if TYPE_CHECKING:
-    # An InlineConnection offers the part of AsyncConnection that repositories use; typing it
-    # as one keeps SQLAlchemy's precise result types (a union with it makes mypy crash).
-    AnyConnection = AsyncConnection
-else:
-    AnyConnection = AsyncConnection | InlineConnection
-"""What ingest hooks and the repositories they call receive (see Database.write_inline)."""
-
-
 class Database:
     """The engine plus the transaction helpers every request and worker uses."""
 
@@ -214,7 +132,8 @@ class Database:
     ) -> None:
         self.engine = engine
         self._fsync_on_commit = fsync_on_commit
-        self.is_sqlite = engine.dialect.name == "sqlite"
+        self.backend = _BACKENDS[engine.dialect.name]
+        self.is_sqlite = isinstance(self.backend, SQLiteBackend)
         self._sqlite_write_lock = asyncio.Lock()
         self._inline_engine = inline_engine
         self._inline_connection: Connection | None = None
