@@ -8,12 +8,14 @@ this one evaluates the job's rule and sends through :func:`service.execute_run`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from event_collector.delivery.service import enqueue_messages
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
 from event_collector.notifications.content import Renderer
 from event_collector.notifications.service import (
-    EnqueueMessages,
     NotifyDeps,
     RunOutcome,
     RunRequest,
@@ -30,8 +32,10 @@ class NotificationRunner:
 
 
 def create_runner(
-    settings: Settings, db: Database, enqueue_messages: EnqueueMessages | None = None
+    settings: Settings, db: Database, wake_delivery: Callable[[], None] | None = None
 ) -> NotificationRunner:
+    """NOTIFICATION messages go through ``delivery.service.enqueue_messages``; pass the
+    process's dispatcher ``wake`` to have them sent at once rather than at its next poll."""
     return NotificationRunner(
         NotifyDeps(
             db=db,
@@ -39,5 +43,6 @@ def create_runner(
             secrets=SecretBox.from_key_dir(settings.key_dir),
             renderer=Renderer(settings.notify_templates_dir),
             enqueue_messages=enqueue_messages,
+            wake_delivery=wake_delivery,
         )
     )

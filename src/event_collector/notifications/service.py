@@ -18,8 +18,11 @@ from itertools import groupby
 from typing import Any
 
 import httpx
+from pydantic_core import to_json
 from sqlalchemy.engine import RowMapping
 
+from event_collector.delivery.messages import MAX_ORDERING_KEY
+from event_collector.delivery.messages import Message as DeliveryMessage
 from event_collector.jobs.runner import RunOutcome, RunRequest
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import AnyConnection, Database
@@ -60,8 +63,11 @@ OUTPUTS = ("email", "message", "both")
 SEND_BATCH = 1000
 LEASE = timedelta(minutes=5)
 
-EnqueueMessages = Callable[[AnyConnection, str, str, str, list[dict[str, Any]]], Awaitable[Any]]
+EnqueueMessages = Callable[
+    [AnyConnection, str, str, str, Sequence[DeliveryMessage]], Awaitable[bool]
+]
 """delivery.service.enqueue_messages(conn, tenant, entity_type, operation, messages)."""
+NOTIFICATION_ENTITY = "NOTIFICATION"
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class NotifyDeps:
     secrets: SecretBox
     renderer: Renderer
     enqueue_messages: EnqueueMessages | None = None
+    # Wakes this process's delivery dispatcher after messages were enqueued (other processes'
+    # dispatchers are NOTIFYed at commit on PostgreSQL).
+    wake_delivery: Callable[[], None] | None = None
     # SendGrid's HTTP client; a run makes its own when None.
     http: httpx.AsyncClient | None = None
     sendgrid_backoff_seconds: float = 1.0
@@ -131,7 +140,11 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
             for message in claimed:
                 if message.subject is None:  # cut by the claim: render what it lists now
                     deps.renderer.render(message, campaign)
-        await _store(deps, conn, request, run_id, campaign, claimed, email_channel, output)
+        enqueued = await _store(
+            deps, conn, request, run_id, campaign, claimed, email_channel, output
+        )
+    if enqueued and deps.wake_delivery is not None:
+        deps.wake_delivery()
     counts["claimed_by_another_run"] = lost
     counts["messages"] = len(claimed)
     if email_channel is not None and email_channel not in SENT_ON_CLAIM:
@@ -224,9 +237,9 @@ async def _store(
     messages: Sequence[Message],
     email_channel: str | None,
     output: str,
-) -> None:
+) -> bool:
     """Write the run's notifications (and enqueue its NOTIFICATION messages) in the claim's
-    transaction, then link the ledger rows to them."""
+    transaction, then link the ledger rows to them. Whether deliveries were made."""
     repo = NotificationRepository(conn)
     now = request.now
     base = {
@@ -245,16 +258,17 @@ async def _store(
     }
     rows: list[dict[str, Any]] = []
     channels = [c for c in (email_channel,) if c]
+    enqueued = False
     if output != "email":
         channels.append(MESSAGE_CHANNEL)
         if deps.enqueue_messages is None:
             raise BadRequest("NOTIFICATION messages are not available in this deployment")
-        await deps.enqueue_messages(
+        enqueued = await deps.enqueue_messages(
             conn,
             request.tenant,
-            "NOTIFICATION",
+            NOTIFICATION_ENTITY,
             "CREATE",
-            [subscription_message(m, campaign) for m in messages],
+            [delivery_message(request.tenant, run_id, m, campaign) for m in messages],
         )
     for channel in channels:
         complete = channel in SENT_ON_CLAIM or channel == MESSAGE_CHANNEL
@@ -278,6 +292,28 @@ async def _store(
     await repo.insert_notifications(rows)
     if channels:
         await repo.link_ledger(request.tenant, run_id, channels[0])
+    return enqueued
+
+
+def delivery_message(
+    tenant: str, run_id: str, message: Message, campaign: Campaign
+) -> DeliveryMessage:
+    """A customer's NOTIFICATION message for the delivery pipeline. Its id (in the body and
+    the ``event_id`` attribute) is the same for every attempt of the run, for consumers to
+    dedupe on."""
+    message_id = f"notification:{campaign.job_id}:{run_id}:{message.customer_id}"
+    body = {"id": message_id, **subscription_message(message, campaign)}
+    return DeliveryMessage(
+        body=to_json(body).decode(),
+        attributes={
+            "tenant": tenant,
+            "entity_type": NOTIFICATION_ENTITY,
+            "operation": "CREATE",
+            "event_type": campaign.notification_type,
+            "event_id": message_id,
+        },
+        ordering_key=f"{tenant}:{NOTIFICATION_ENTITY}:{message.customer_id}"[:MAX_ORDERING_KEY],
+    )
 
 
 def _channel(deps: NotifyDeps, sender: Sender, http: httpx.AsyncClient) -> EmailChannel:
