@@ -19,6 +19,7 @@ from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
+from event_collector.notifications import endpoints as notification_endpoints
 from event_collector.ops import endpoints as ops_endpoints
 from event_collector.ops.docs import install_docs
 from event_collector.read_model import endpoints as read_model_endpoints
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(delivery_endpoints.router)
     app.include_router(read_model_endpoints.router)
     app.include_router(job_endpoints.router)
+    app.include_router(notification_endpoints.router)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ order they were added and stop in the reverse order, before the database closes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from event_collector.auth.keys import load_signing_keys
@@ -26,6 +27,7 @@ from event_collector.kit import migrate
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 from event_collector.kit.settings import Settings
+from event_collector.notifications.runner import create_runner as create_notification_runner
 from event_collector.ops.retention import RetentionPolicy, RetentionTask
 from event_collector.read_model.apply.hook import apply_events as apply_read_model
 
@@ -37,6 +39,17 @@ class Component(Protocol):
 
 
 C = TypeVar("C", bound=Component)
+
+
+def build_job_runner(
+    settings: Settings, db: Database, wake_delivery: Callable[[], None] | None = None
+) -> JobRunner:
+    """What job runs execute: the notification rules, unless ``EC_JOBS_RUNNER`` names another
+    runner. NOTIFICATION messages a run enqueues wake ``wake_delivery`` (this process's
+    dispatcher) at once."""
+    return load_runner(settings, db) or create_notification_runner(
+        settings, db, wake_delivery=wake_delivery
+    )
 
 
 class Runtime:
@@ -67,11 +80,6 @@ class Runtime:
         runtime = cls(
             settings, Database.from_settings(settings), SecretBox.from_key_dir(settings.key_dir)
         )
-        runtime.job_runner = load_runner(settings, runtime.db)
-        if scheduler:
-            runtime.scheduler = runtime.add(
-                Scheduler(settings, runtime.db, runtime.job_runner, clock=load_clock(settings))
-            )
         if dispatcher:
             runtime.dispatcher = runtime.add(Dispatcher(settings, runtime.db, runtime.secrets))
             # Retention runs where deliveries are processed (serve, worker), not per API process.
@@ -81,6 +89,13 @@ class Runtime:
                     RetentionPolicy.from_settings(settings),
                     settings.retention_interval_seconds,
                 )
+            )
+        runtime.job_runner = build_job_runner(
+            settings, runtime.db, runtime.dispatcher.wake if runtime.dispatcher else None
+        )
+        if scheduler:
+            runtime.scheduler = runtime.add(
+                Scheduler(settings, runtime.db, runtime.job_runner, clock=load_clock(settings))
             )
         if api:
             runtime._tokens = TokenService(

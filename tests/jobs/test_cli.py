@@ -56,7 +56,10 @@ def test_jobs_list_and_run(empty_database_url: str, tmp_path: Path) -> None:
     (listed,) = json.loads(_invoke(env, "jobs", "list", "--json"))
     assert listed["last_run"]["status"] == "succeeded"
     assert listed["last_run"]["trigger"] == "manual"
-    assert listed["last_run"]["counts"] == {"considered": 0, "sent": 0, "errors": 0}
+    # The notification rules ran over a tenant with no wishlists: every count is zero.
+    counts = listed["last_run"]["counts"]
+    assert {"considered", "sent", "errors"} <= counts.keys()
+    assert set(counts.values()) == {0}
 
     assert "no job" in _invoke(env, "jobs", "run", "acme", "nope", exit_code=1)
     failing = {**env, "EC_JOBS_RUNNER": "tests.jobs.process_plugins:failing_runner"}

@@ -19,10 +19,9 @@ from event_collector.cli.common import (
 from event_collector.jobs import service
 from event_collector.jobs.clock import load_clock
 from event_collector.jobs.repository import JobRepository
-from event_collector.jobs.runner import load_runner
 from event_collector.jobs.scheduler import Scheduler
 from event_collector.kit.db import Database
-from event_collector.runtime import Runtime
+from event_collector.runtime import Runtime, build_job_runner
 
 jobs_app = typer.Typer(help="Inspect and run notification jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -97,7 +96,7 @@ def run_job(tenant: str, job_id: str) -> None:
 
     async def work(db: Database) -> dict[str, Any]:
         job_scheduler = Scheduler(
-            settings, db, load_runner(settings, db), clock=load_clock(settings)
+            settings, db, build_job_runner(settings, db), clock=load_clock(settings)
         )
         with Progress(
             "[progress.description]{task.description}",

@@ -63,10 +63,10 @@ class NoRulesRunner:
 RunnerFactory = Callable[[Settings, Database], JobRunner]
 
 
-def load_runner(settings: Settings, db: Database) -> JobRunner:
-    """The runner ``EC_JOBS_RUNNER`` (``module:factory``) names, else :class:`NoRulesRunner`."""
+def load_runner(settings: Settings, db: Database) -> JobRunner | None:
+    """The runner ``EC_JOBS_RUNNER`` (``module:factory``) names, if it names one."""
     if not settings.jobs_runner:
-        return NoRulesRunner()
+        return None
     factory: RunnerFactory = load_object(settings.jobs_runner, "EC_JOBS_RUNNER")
     return factory(settings, db)
 

@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     scheduler_idle_poll_seconds: float = Field(default=60.0, gt=0)
     jobs_runner: str | None = Field(
         default=None,
-        description="`module:factory` building the run executor (default: evaluates no rules).",
+        description="`module:factory` building the run executor (default: the notification rules).",
     )
     scheduler_clock: str | None = Field(
         default=None, description="Tests only: `module:factory` building the scheduler's clock."
@@ -150,7 +150,20 @@ class Settings(BaseSettings):
 
     # Notifications (used by the notification capability)
     email_provider: Literal["outbox", "smtp", "sendgrid"] = "outbox"
+    email_from: str = "notifications@localhost"
     sendgrid_api_url: str = "https://api.sendgrid.com"
+    sendgrid_api_key: str | None = Field(default=None, repr=False)
+    sendgrid_timeout_seconds: float = Field(default=30.0, gt=0)
+    sendgrid_max_attempts: int = Field(default=5, ge=1, le=20)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = False
+    notify_max_items: int = Field(default=50, ge=1, le=1000)
+    notify_templates_dir: Path | None = Field(
+        default=None, description="Jinja templates that override the built-in email templates."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,11 @@
 from event_collector.models.delivery import delivery_attempt_table, delivery_table
 from event_collector.models.event import event_table
 from event_collector.models.jobs import job_run_table, job_table
+from event_collector.models.notifications import (
+    email_settings_table,
+    notification_ledger_table,
+    notification_table,
+)
 from event_collector.models.read_model import (
     READ_MODEL_TABLES,
     customer_table,
@@ -26,9 +31,12 @@ __all__ = [
     "customer_table",
     "delivery_attempt_table",
     "delivery_table",
+    "email_settings_table",
     "event_table",
     "job_run_table",
     "job_table",
+    "notification_ledger_table",
+    "notification_table",
     "oauth_client_table",
     "price_history_table",
     "price_table",

@@ -1,0 +1,71 @@
+"""Shapes of the notifications and email-settings API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NotificationOut(BaseModel):
+    id: str
+    job_id: str
+    run_id: str | None
+    notification_type: str
+    customer_id: str
+    recipient: str | None
+    channel: str = Field(description="outbox | smtp | sendgrid | message")
+    status: str = Field(description="pending | sending | sent | failed | skipped")
+    reason: str | None = Field(description="Why it was skipped")
+    items: list[dict[str, Any]]
+    provider_message_id: str | None
+    error: str | None
+    attempts: int
+    subject: str | None = Field(description="Rendered (outbox and SMTP)")
+    text: str | None
+    html: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class NotificationPage(BaseModel):
+    notifications: list[NotificationOut]
+    next_cursor: str | None
+
+
+EmailAddress = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class EmailSettingsIn(BaseModel):
+    """Fields present replace the stored ones; null returns a field to the server default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["outbox", "smtp", "sendgrid"] | None = None
+    sender_email: EmailAddress | None = None
+    sender_name: str | None = Field(default=None, max_length=255)
+    reply_to_email: EmailAddress | None = None
+    reply_to_name: str | None = Field(default=None, max_length=255)
+    sendgrid_api_key: str | None = Field(
+        default=None,
+        max_length=512,
+        description="Write-only; shown masked. Sending the masked value back keeps the key.",
+    )
+
+
+class EffectiveEmailSettings(BaseModel):
+    provider: str
+    sender_email: str
+    sendgrid_api_key_set: bool
+
+
+class EmailSettingsOut(BaseModel):
+    provider: str | None
+    sender_email: str | None
+    sender_name: str | None
+    reply_to_email: str | None
+    reply_to_name: str | None
+    sendgrid_api_key: str | None = Field(description="Masked")
+    effective: EffectiveEmailSettings = Field(description="With the server defaults applied")
+    updated_at: datetime | None
