@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic_core import to_json
-from sqlalchemy import BigInteger, Select, literal_column, select, tuple_
+from sqlalchemy import BigInteger, Select, func, literal_column, select, tuple_
 
 from event_collector.events.feed import FeedPosition
 from event_collector.events.model import NewEvent, StoredEvent
@@ -113,6 +113,13 @@ class EventRepository:
             )
         )
         return int(txid or 0)
+
+    async def count(self, tenant: str | None) -> int:
+        """How many events one tenant (or all) has stored."""
+        statement = select(func.count()).select_from(event_table)
+        if tenant is not None:
+            statement = statement.where(event_table.c.tenant == tenant)
+        return int((await self.conn.execute(statement)).scalar_one())
 
     async def iter_all(
         self, tenant: str | None, *, after_seq: int, limit: int

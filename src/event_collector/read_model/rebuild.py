@@ -27,10 +27,9 @@ async def rebuild(
     Returns the number of events replayed.
     """
     async with db.write() as conn:
-        repo = ReadModelRepository(conn)
-        total = await repo.count_events(tenant)
-        await repo.clear(tenant)
         events_repo = EventRepository.from_connection(conn)
+        total = await events_repo.count(tenant)
+        await ReadModelRepository(conn).clear(tenant)
         after, done = 0, 0
         if progress:
             progress(0, total)

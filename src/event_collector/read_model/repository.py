@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, and_, delete, func, literal, or_, select
+from sqlalchemy import String, Table, and_, delete, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from event_collector.kit.db import AnyConnection
 from event_collector.models import (
     READ_MODEL_TABLES,
     customer_table,
-    event_table,
     price_history_table,
     price_table,
     product_table,
@@ -189,12 +188,6 @@ class ReadModelRepository:
             if tenant is not None:
                 statement = statement.where(table.c.tenant == tenant)
             await self.conn.execute(statement)
-
-    async def count_events(self, tenant: str | None) -> int:
-        statement = select(func.count()).select_from(event_table)
-        if tenant is not None:
-            statement = statement.where(event_table.c.tenant == tenant)
-        return int((await self.conn.execute(statement)).scalar_one())
 
     async def dump(self, tenant: str) -> dict[str, list[Row]]:
         """Every read-model row of a tenant, in a stable order (tests, rebuild checks)."""
