@@ -1,4 +1,4 @@
-# ruff: noqa: T201, ASYNC220, ASYNC251
+# ruff: noqa: ASYNC220, ASYNC251
 """Delivery throughput and end-to-end latency to a local webhook sink.
 
     .venv/bin/python bench/delivery.py [--database-url postgresql+asyncpg://postgres@127.0.0.1/bench]

@@ -139,7 +139,7 @@ async def measure(args: argparse.Namespace) -> None:
 
             await round_()  # warm-up: caches, compiled statements, the first groups
             costs = sorted([await round_() for _ in range(args.rounds)])
-        print(  # noqa: T201 - the report is this script's output
+        print(
             f"{'request path only' if args.immediate_writer else 'ingest'}, "
             f"{args.concurrency} clients, {args.rounds} rounds of "
             f"{args.requests * args.concurrency} requests: CPU per request "

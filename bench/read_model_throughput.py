@@ -64,9 +64,14 @@ VARIANTS = [f"var-{i}" for i in range(300)]
 
 def plain_event(rng: random.Random) -> dict[str, Any]:
     order = f"ord-{uuid.uuid4().hex[:10]}"
-    payload = {"id": order, "orderRef": order.upper(), "customerId": "c-1",
-               "total": str(rng.randint(10, 500)), "currencyCode": "AUD",
-               "entries": [{"productVariantId": rng.choice(VARIANTS), "quantity": 1}]}
+    payload = {
+        "id": order,
+        "orderRef": order.upper(),
+        "customerId": "c-1",
+        "total": str(rng.randint(10, 500)),
+        "currencyCode": "AUD",
+        "entries": [{"productVariantId": rng.choice(VARIANTS), "quantity": 1}],
+    }
     return _event("ORDER", "CREATE", payload, order)
 
 
@@ -75,21 +80,38 @@ def read_model_event(rng: random.Random) -> dict[str, Any]:
     kind = rng.randrange(3)
     if kind == 0:
         item = f"wi-{uuid.uuid4().hex[:10]}"
-        payload = {"id": item, "wishlistId": f"wl-{rng.randrange(100)}", "notifyMe": True,
-                   "product": {"productId": "prod-1", "selectedVariantId": variant},
-                   "createdTime": "2024-05-01T00:00:00.000000Z"}
+        payload = {
+            "id": item,
+            "wishlistId": f"wl-{rng.randrange(100)}",
+            "notifyMe": True,
+            "product": {"productId": "prod-1", "selectedVariantId": variant},
+            "createdTime": "2024-05-01T00:00:00.000000Z",
+        }
         return _event("WISHLIST_ITEM", "CREATE", payload, item)
     if kind == 1:
-        payload = {"productVariantId": variant, "currencyCode": "AUD",
-                   "price": f"{rng.randint(20, 99)}.95", "salePrice": str(rng.randint(10, 60))}
+        payload = {
+            "productVariantId": variant,
+            "currencyCode": "AUD",
+            "price": f"{rng.randint(20, 99)}.95",
+            "salePrice": str(rng.randint(10, 60)),
+        }
         return _event("PRICE", "UPDATE", payload, f"price-{variant}")
-    payload = {"productVariantId": variant, "locationId": f"loc-{rng.randrange(3)}",
-               "stockOnHand": str(rng.randint(0, 12)), "reserved": rng.randint(0, 2)}
+    payload = {
+        "productVariantId": variant,
+        "locationId": f"loc-{rng.randrange(3)}",
+        "stockOnHand": str(rng.randint(0, 12)),
+        "reserved": rng.randint(0, 2),
+    }
     return _event("INVENTORY_LEVEL", "UPDATE", payload, f"lvl-{variant}")
 
 
-async def _round(http: httpx.AsyncClient, headers: dict[str, str], events: list[dict[str, Any]],
-                 concurrency: int, batch: int = 0) -> float:
+async def _round(
+    http: httpx.AsyncClient,
+    headers: dict[str, str],
+    events: list[dict[str, Any]],
+    concurrency: int,
+    batch: int = 0,
+) -> float:
     if batch:
         queue: list[Any] = [events[i : i + batch] for i in range(0, len(events), batch)][::-1]
     else:
@@ -100,8 +122,11 @@ async def _round(http: httpx.AsyncClient, headers: dict[str, str], events: list[
             body = queue.pop()
             path = "/api/v1/events/batch" if batch else "/api/v1/events"
             response = await http.post(path, json=body, headers=headers)
-            ok = response.status_code == 200 and response.json()["created"] == len(body) \
-                if batch else response.status_code == 201
+            ok = (
+                response.status_code == 200 and response.json()["created"] == len(body)
+                if batch
+                else response.status_code == 201
+            )
             if not ok:
                 raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
 
@@ -115,9 +140,15 @@ async def bench(base: str, headers: dict[str, str], args: argparse.Namespace) ->
     limits = httpx.Limits(max_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http:
         # Warm up (and give the read model products/variants to point at).
-        warm = [_event("VARIANT_PRODUCT", "CREATE",
-                       {"id": v, "productRef": v.upper(), "baseProductId": "prod-1"}, v)
-                for v in VARIANTS]
+        warm = [
+            _event(
+                "VARIANT_PRODUCT",
+                "CREATE",
+                {"id": v, "productRef": v.upper(), "baseProductId": "prod-1"},
+                v,
+            )
+            for v in VARIANTS
+        ]
         warm += [plain_event(rng) for _ in range(200)]
         await _round(http, headers, warm, args.concurrency)
         results: dict[str, list[float]] = {"plain": [], "rm": []}
@@ -126,10 +157,12 @@ async def bench(base: str, headers: dict[str, str], args: argparse.Namespace) ->
                 events = [make(rng) for _ in range(args.events)]
                 rate = await _round(http, headers, events, args.concurrency, args.batch)
                 results[kind].append(rate)
-                print(f"  {kind:5} {rate:8.0f} events/s", flush=True)  # noqa: T201
+                print(f"  {kind:5} {rate:8.0f} events/s", flush=True)
     plain, rm = statistics.median(results["plain"]), statistics.median(results["rm"])
-    print(f"median plain {plain:.0f} ev/s, read-model {rm:.0f} ev/s, "  # noqa: T201
-          f"read-model slower by {100 * (1 - rm / plain):.1f} %")
+    print(
+        f"median plain {plain:.0f} ev/s, read-model {rm:.0f} ev/s, "
+        f"read-model slower by {100 * (1 - rm / plain):.1f} %"
+    )
 
 
 def main() -> None:
@@ -137,8 +170,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=0,
-                        help="post through /api/v1/events/batch, this many events per request")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="post through /api/v1/events/batch, this many events per request",
+    )
     parser.add_argument("--postgres", default=None, help="a postgresql+asyncpg:// URL")
     args = parser.parse_args()
 
@@ -155,10 +192,21 @@ def main() -> None:
     tenant = f"bench-{uuid.uuid4().hex[:6]}"
     subprocess.run([CLI, "migrate"], env=env, check=True, capture_output=True)
     subprocess.run([CLI, "tenant", "create", tenant], env=env, check=True, capture_output=True)
-    issued = json.loads(subprocess.run([CLI, "client", "create", tenant, "--json"], env=env,
-                                       check=True, capture_output=True, text=True).stdout)
-    server = subprocess.Popen([CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    issued = json.loads(
+        subprocess.run(
+            [CLI, "client", "create", tenant, "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    server = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -167,13 +215,20 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        token = httpx.post(f"{base}/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": issued["client_id"],
-            "client_secret": issued["client_secret"]}).json()["access_token"]
+        token = httpx.post(
+            f"{base}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": issued["client_id"],
+                "client_secret": issued["client_secret"],
+            },
+        ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "X-TWC-Tenant": tenant}
         mode = f"batches of {args.batch}" if args.batch else "single posts"
-        print(f"database: {'postgres' if args.postgres else 'sqlite'}; {args.events} events per "  # noqa: T201
-              f"round as {mode}, concurrency {args.concurrency}, {args.rounds} rounds")
+        print(
+            f"database: {'postgres' if args.postgres else 'sqlite'}; {args.events} events per "
+            f"round as {mode}, concurrency {args.concurrency}, {args.rounds} rounds"
+        )
         asyncio.run(bench(base, headers, args))
     finally:
         server.terminate()
