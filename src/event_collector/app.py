@@ -11,12 +11,14 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
+from event_collector.auth.dependencies import guard_principal
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
 from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.logging import access_log
-from event_collector.kit.middleware import RequestContextMiddleware
+from event_collector.kit.middleware import RequestContextMiddleware, RequestGuard
+from event_collector.kit.ratelimit import rate_limiter
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints
@@ -72,7 +74,17 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         docs_url=None,  # served with local assets by ops.docs
         redoc_url=None,
     )
-    app.add_middleware(RequestContextMiddleware)
+    app.request_guard = RequestGuard(
+        guard_principal,
+        max_body_bytes=settings.max_body_bytes,
+        api_limiter=rate_limiter(
+            settings.rate_limit_api_per_second, settings.rate_limit_api_burst, "on the API"
+        ),
+        ingest_limiter=rate_limiter(
+            settings.rate_limit_ingest_per_second, settings.rate_limit_ingest_burst, "to ingest"
+        ),
+    )
+    app.add_middleware(RequestContextMiddleware, guard=app.request_guard)
     install_error_handlers(app)
     app.include_router(ops_endpoints.router)
     install_docs(app)

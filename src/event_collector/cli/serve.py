@@ -34,6 +34,7 @@ def serve(
 
     from event_collector.app import create_app
     from event_collector.kit.logging import configure_logging
+    from event_collector.kit.server import limited_protocol
 
     overrides: dict[str, Any] = {}
     if host:
@@ -48,7 +49,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(settings.http_header_timeout_seconds, settings.http_max_connections),
+        timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
         log_config=None,
         access_log=False,
         server_header=False,

@@ -25,7 +25,7 @@ from event_collector.jobs.schemas import (
     RunPage,
 )
 from event_collector.kit.db import utcnow
-from event_collector.kit.dependencies import Db, ReadConnection
+from event_collector.kit.dependencies import AppSettings, Db, ReadConnection
 from event_collector.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -70,10 +70,12 @@ def _wake(scheduler: Scheduler | None) -> None:
     responses=error_responses(400, 401, 403, 409, 415),
 )
 async def create_job(
-    body: JobIn, principal: JobsWrite, db: Db, scheduler: LocalScheduler
+    body: JobIn, principal: JobsWrite, db: Db, scheduler: LocalScheduler, settings: AppSettings
 ) -> Response:
     async with db.write() as conn:
-        job = await service.create_job(conn, principal.tenant, body, utcnow())
+        job = await service.create_job(
+            conn, principal.tenant, body, utcnow(), max_jobs=settings.max_jobs_per_tenant
+        )
     _wake(scheduler)
     return json_response(service.job_to_api(job, None), 201)
 
@@ -90,10 +92,17 @@ async def create_job(
     responses=error_responses(400, 401, 403, 404, 415),
 )
 async def update_job(
-    job_id: IdPath, body: JobUpdate, principal: JobsWrite, db: Db, scheduler: LocalScheduler
+    job_id: IdPath,
+    body: JobUpdate,
+    principal: JobsWrite,
+    db: Db,
+    scheduler: LocalScheduler,
+    settings: AppSettings,
 ) -> Response:
     async with db.write() as conn:
-        job = await service.update_job(conn, principal.tenant, job_id, body, utcnow())
+        job = await service.update_job(
+            conn, principal.tenant, job_id, body, utcnow(), max_jobs=settings.max_jobs_per_tenant
+        )
         last = await service.last_run(conn, principal.tenant, job_id)
     _wake(scheduler)
     return json_response(service.job_to_api(job, last))

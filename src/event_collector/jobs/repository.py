@@ -71,6 +71,15 @@ class JobRepository:
             statement = backend_of(self.conn).for_update(statement)
         return _as_dict((await self.conn.execute(statement)).first())
 
+    async def count_live_jobs(self, tenant: str) -> int:
+        """The tenant's jobs that are not deleted (what its cap counts)."""
+        statement = (
+            select(func.count())
+            .select_from(_job)
+            .where(_job.c.tenant == tenant, _job.c.deleted == false())
+        )
+        return int((await self.conn.execute(statement)).scalar_one())
+
     async def insert_job(self, values: dict[str, Any]) -> bool:
         """Insert a job unless its (tenant, id) exists; whether it was inserted."""
         return await _insert_unless_duplicate(self.conn, _job, values)

@@ -20,7 +20,7 @@ from event_collector.jobs.repository import JobRepository
 from event_collector.jobs.runner import JobRunner, RunOutcome, RunRequest
 from event_collector.jobs.schedule import Schedule, ScheduleError, parse_schedule, parse_timezone
 from event_collector.jobs.schemas import NOTIFICATIONS, JobIn, JobUpdate
-from event_collector.kit.errors import Conflict, NotFound, ValidationFailed
+from event_collector.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.kit.waker import notify
 
@@ -102,8 +102,18 @@ def _next_run_at(job: dict[str, Any], schedule: Schedule | None, now: datetime) 
     return schedule.next_after(now)
 
 
+async def _check_job_cap(repository: JobRepository, tenant: str, max_jobs: int | None) -> None:
+    """A tenant keeps at most ``max_jobs`` jobs that are not deleted (None: no cap, for operator
+    tools). Count, then write: concurrent creates can each pass the check (docs/limits.md)."""
+    if max_jobs is not None and await repository.count_live_jobs(tenant) >= max_jobs:
+        raise BadRequest(
+            f"the tenant has {max_jobs} jobs, the most it may have (EC_MAX_JOBS_PER_TENANT): "
+            "delete one first"
+        )
+
+
 async def create_job(
-    conn: AsyncConnection, tenant: str, body: JobIn, now: datetime
+    conn: AsyncConnection, tenant: str, body: JobIn, now: datetime, *, max_jobs: int | None = None
 ) -> dict[str, Any]:
     job: dict[str, Any] = {
         "tenant": tenant,
@@ -124,6 +134,8 @@ async def create_job(
     }
     job["next_run_at"] = _next_run_at(job, _validate(job), now)
     repository = JobRepository(conn)
+    if not body.deleted:
+        await _check_job_cap(repository, tenant, max_jobs)
     if not await repository.insert_job(job):
         raise Conflict(f"a job with id {job['id']!r} exists")
     await notify(conn, JOBS_CHANNEL)
@@ -133,7 +145,13 @@ async def create_job(
 
 
 async def update_job(
-    conn: AsyncConnection, tenant: str, job_id: str, body: JobUpdate, now: datetime
+    conn: AsyncConnection,
+    tenant: str,
+    job_id: str,
+    body: JobUpdate,
+    now: datetime,
+    *,
+    max_jobs: int | None = None,
 ) -> dict[str, Any]:
     if body.id is not None and body.id != job_id:
         raise _problem("id", "a job's id cannot change (it differs from the id in the path)")
@@ -168,6 +186,8 @@ async def update_job(
     schedule = _validate(job)
     if "deleted" in changes and changes["deleted"] != stored["deleted"]:
         changes["deleted_at"] = now if changes["deleted"] else None
+        if not changes["deleted"]:  # an undeleted job counts again
+            await _check_job_cap(repository, tenant, max_jobs)
     if any(job[name] != stored[name] for name in _TIMING_FIELDS):
         changes["next_run_at"] = _next_run_at(job, schedule, now)
     changes["updated_at"] = now

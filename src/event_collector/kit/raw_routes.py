@@ -5,8 +5,8 @@ FastAPI's per-request machinery (its middleware stack, router, dependency resolu
 :class:`RawRoute` is an ``async (RawRequest) -> RawResponse`` handler that
 :class:`EventCollectorApp` answers straight from the ASGI call: the headers are decoded once
 into a dict, the response goes out as two ASGI messages, and the request context (request id,
-media-type check, metrics, error bodies) is the same as every other route's
-(:mod:`kit.middleware`, :func:`kit.http.error_body`). Its OpenAPI operation is declared with it
+the request guard: token before body, the ingest rate limit, media type; metrics, error bodies)
+is the same as every other route's (:mod:`kit.middleware`, :func:`kit.http.error_body`). Its OpenAPI operation is declared with it
 and merged into the generated document.
 """
 
@@ -21,17 +21,16 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from event_collector.kit.errors import (
-    BadRequest,
-    EventCollectorError,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from event_collector.kit.errors import BadRequest, EventCollectorError
 from event_collector.kit.http import INTERNAL_ERROR_BODY, dumps, error_body
 from event_collector.kit.logging import request_id_var
 from event_collector.kit.middleware import (
+    ClientDisconnected,
+    RequestGuard,
+    check_declared_size,
+    has_body,
+    read_body,
     record_request,
-    refuses_media_type,
     request_id_from,
 )
 
@@ -42,7 +41,7 @@ class RawRequest:
     """What a raw handler sees: the app, the ASGI scope and the request headers (lower-case
     names, as bytes)."""
 
-    __slots__ = ("_receive", "app", "headers", "scope")
+    __slots__ = ("_receive", "app", "body_read", "headers", "scope")
 
     def __init__(
         self, app: FastAPI, scope: Scope, receive: Receive, headers: dict[bytes, bytes]
@@ -51,6 +50,7 @@ class RawRequest:
         self.scope = scope
         self.headers = headers
         self._receive = receive
+        self.body_read = not has_body(headers)
 
     @property
     def state(self) -> Any:
@@ -63,23 +63,12 @@ class RawRequest:
     async def json_body(self, limit: int) -> bytes:
         """The raw body (already known to be JSON by its media type), refusing oversized and
         empty bodies; a declared length over the limit is refused before reading."""
-        declared = self.headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("the client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        check_declared_size(self.headers, limit)
+        try:
+            body = await read_body(self._receive, limit)
+        except ClientDisconnected:
+            raise BadRequest("the client disconnected before sending the whole body") from None
+        self.body_read = True
         if not body.strip():
             raise BadRequest("the request body is empty; send a JSON document")
         return body
@@ -113,6 +102,7 @@ class EventCollectorApp(FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.raw_routes: dict[tuple[str, str], RawRoute] = {}
+        self.request_guard: RequestGuard | None = None
 
     def add_raw_route(self, route: RawRoute) -> None:
         self.raw_routes[(route.method, route.path)] = route
@@ -132,13 +122,17 @@ class EventCollectorApp(FastAPI):
         started = time.perf_counter()
         status = 500
         try:
-            response = await self._respond(route, RawRequest(self, scope, receive, headers))
+            request = RawRequest(self, scope, receive, headers)
+            response = await self._respond(route, request)
             status = response.status
             response_headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(response.body)),
                 (b"x-request-id", request_id.encode()),
             ]
+            if not request.body_read:
+                # Refused before its body was read (to its end): read no more of it.
+                response_headers.append((b"connection", b"close"))
             if response.headers:
                 response_headers += [
                     (name.lower().encode("latin-1"), value.encode("latin-1"))
@@ -155,8 +149,8 @@ class EventCollectorApp(FastAPI):
     async def _respond(self, route: RawRoute, request: RawRequest) -> RawResponse:
         scope = request.scope
         try:
-            if refuses_media_type(scope, request.headers):
-                raise UnsupportedMediaType()
+            if self.request_guard is not None:
+                await self.request_guard.admit(self, scope, request.headers, ingest=True)
             return await route.handler(request)
         except EventCollectorError as exc:
             if exc.status_code >= 500:

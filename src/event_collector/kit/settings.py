@@ -54,6 +54,33 @@ class Settings(BaseSettings):
     max_batch_body_bytes: int = Field(default=32 << 20, ge=1024)
     max_batch_events: int = Field(default=500, ge=1, le=10_000)
     max_decoded_payload_bytes: int = Field(default=256 << 10, ge=1)
+    # Slow and abusive clients (kit.server: the HTTP protocol of `serve`; docs/limits.md)
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Close a connection whose request head is not complete this long after it "
+        "connected or began the request.",
+    )
+    http_keepalive_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="Close an idle keep-alive connection after this."
+    )
+    http_max_connections: int = Field(
+        default=900,
+        ge=1,
+        le=1_000_000,
+        description="Open connections per process; one more is answered 503 and closed.",
+    )
+    rate_limit_api_per_second: float = Field(
+        default=0.0, ge=0, description="Per-tenant API requests per second (0: no limit)."
+    )
+    rate_limit_api_burst: int | None = Field(default=None, ge=1)
+    rate_limit_ingest_per_second: float = Field(
+        default=0.0, ge=0, description="Per-tenant ingest requests per second (0: no limit)."
+    )
+    rate_limit_ingest_burst: int | None = Field(default=None, ge=1)
+    max_subscriptions_per_tenant: int = Field(default=100, ge=1, le=1_000_000)
+    max_jobs_per_tenant: int = Field(default=100, ge=1, le=1_000_000)
 
     # Auth
     key_dir: Path = Field(default=Path("./.event-collector"), description="Signing keys live here.")

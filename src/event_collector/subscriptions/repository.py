@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select, true, tuple_, update
+from sqlalchemy import Select, func, insert, select, true, tuple_, update
 
 from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
 from event_collector.models.subscription import subscription_table
@@ -65,6 +65,10 @@ class SubscriptionRepository:
             statement = statement.where(_t.c.active == true())
         result = await self.conn.execute(statement.order_by(_t.c.created_at, _t.c.id))
         return [dict(row._mapping) for row in result]
+
+    async def count_for_tenant(self, tenant: str) -> int:
+        statement = select(func.count()).select_from(_t).where(_t.c.tenant == tenant)
+        return int((await self.conn.execute(statement)).scalar_one())
 
     async def insert(self, values: dict[str, Any]) -> None:
         await self.conn.execute(insert(_t).values(**values))

@@ -49,10 +49,12 @@ DEACTIVATE_ACCEPTED: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """What the service needs from the server: the secret box and the SSRF allow-list."""
+    """What the service needs from the server: the secret box, the SSRF allow-list and the
+    per-tenant cap."""
 
     box: SecretBox
     webhook_allowed_hosts: Sequence[str] = ()
+    max_subscriptions: int = 100
 
 
 @dataclass(slots=True)
@@ -195,6 +197,12 @@ async def create_subscription(
     repository = SubscriptionRepository.from_connection(conn)
     if await repository.get(tenant, subscription_id) is not None:
         raise Conflict(f"a subscription with id {subscription_id!r} already exists")
+    # Count, then insert: concurrent creates can each pass the check (docs/limits.md).
+    if await repository.count_for_tenant(tenant) >= policy.max_subscriptions:
+        raise BadRequest(
+            f"the tenant has {policy.max_subscriptions} subscriptions, the most it may have "
+            "(EC_MAX_SUBSCRIPTIONS_PER_TENANT): change an existing one instead"
+        )
     row = {
         "tenant": tenant,
         "id": subscription_id,
