@@ -6,8 +6,8 @@ FastAPI's per-request machinery (its middleware stack, router, dependency resolu
 :class:`EventCollectorApp` answers straight from the ASGI call: the headers are decoded once
 into a dict, the response goes out as two ASGI messages, and the request context (request id,
 the request guard: token before body, the ingest rate limit, media type; metrics, error bodies)
-is the same as every other route's (:mod:`kit.middleware`, :func:`kit.http.error_body`). Its OpenAPI operation is declared with it
-and merged into the generated document.
+is the same as every other route's (:mod:`kit.middleware`, :func:`kit.http.error_body`). Its
+OpenAPI operation is declared with it and merged into the generated document.
 """
 
 from __future__ import annotations
