@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import select
 import socket
 import subprocess
@@ -568,3 +569,24 @@ def test_an_oversized_body_is_refused_without_buffering_it(
     grown = server.peak_rss_bytes() - before
     assert grown < 32 << 20, f"the server's peak RSS grew by {grown >> 20} MiB"
     assert _served(server)
+
+
+def test_serve_refuses_a_connection_cap_the_descriptor_limit_cannot_hold(tmp_path: Path) -> None:
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
+    env.update(EC_HTTP_MAX_CONNECTIONS="5000", EC_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "event_collector", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=low_limit,
+    )
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "EC_HTTP_MAX_CONNECTIONS=5000 needs about 5084 file descriptors" in message
+    assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ from event_collector.cli.common import (
     app,
     cli_settings,
     console,
+    err_console,
     operator_errors,
     require_current_schema,
     run_until_signalled,
@@ -20,6 +21,7 @@ from event_collector.cli.common import (
 from event_collector.kit import migrate as migrations
 from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
+from event_collector.kit.errors import EventCollectorError
 from event_collector.kit.settings import Settings
 from event_collector.runtime import Runtime
 
@@ -34,7 +36,7 @@ def serve(
 
     from event_collector.app import create_app
     from event_collector.kit.logging import configure_logging
-    from event_collector.kit.server import limited_protocol
+    from event_collector.kit.server import limited_protocol, reserve_file_descriptors
 
     overrides: dict[str, Any] = {}
     if host:
@@ -42,6 +44,11 @@ def serve(
     if port:
         overrides["port"] = port
     settings = cli_settings(**overrides)
+    try:
+        reserve_file_descriptors(settings.http_max_connections, settings.database_pool_size)
+    except EventCollectorError as exc:
+        err_console.print(f"[red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     configure_logging(settings.log_format, settings.log_level)
     run_with_database(settings, lambda db: _prepare(db, settings))
     uvicorn.run(

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from event_collector.kit.errors import ConfigurationError
 from event_collector.kit.http import dumps
 
 logger = logging.getLogger(__name__)
@@ -148,3 +150,21 @@ def limited_protocol(
             ),
         },
     )
+
+
+def reserve_file_descriptors(max_connections: int, pool_size: int) -> None:
+    """Make sure the process may open what the connection cap promises: the connections, the
+    database pool (and its overflow) and some to spare (listening socket, logs, SQLite files).
+    Raises the soft limit up to the hard one when needed; fails with a clear message when even
+    that is too low, rather than failing clients with "too many open files" later."""
+    needed = max_connections + 2 * pool_size + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigurationError(
+            f"invalid configuration: EC_HTTP_MAX_CONNECTIONS={max_connections} needs about "
+            f"{needed} file descriptors, and the process may open {hard} (ulimit -n): lower "
+            "EC_HTTP_MAX_CONNECTIONS or raise the limit"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
