@@ -144,6 +144,13 @@ class RequestGuard:
         if refuses_media_type(scope, headers):
             raise UnsupportedMediaType()
 
+    async def admit_ingest(self, app: Any, scope: Scope, headers: Mapping[bytes, bytes]) -> None:
+        """The guard of the raw ingest routes, whose handlers authenticate before they read
+        the body (and :meth:`RawRequest.json_body` checks the media type): only a rate limit
+        needs the principal this early, so without one this costs nothing on the hot path."""
+        if self.ingest_limiter is not None:
+            await self.admit(app, scope, headers, ingest=True)
+
 
 def _exception_handler(app: Any, exc: Exception) -> Any:
     """The app's handler for ``exc`` (kit.http's mapping), as the routes' errors get."""

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from event_collector.kit.errors import BadRequest, EventCollectorError
+from event_collector.kit.errors import BadRequest, EventCollectorError, UnsupportedMediaType
 from event_collector.kit.http import INTERNAL_ERROR_BODY, dumps, error_body
 from event_collector.kit.logging import request_id_var
 from event_collector.kit.middleware import (
@@ -31,6 +31,7 @@ from event_collector.kit.middleware import (
     has_body,
     read_body,
     record_request,
+    refuses_media_type,
     request_id_from,
 )
 
@@ -61,8 +62,11 @@ class RawRequest:
         return None if value is None else value.decode("latin-1")
 
     async def json_body(self, limit: int) -> bytes:
-        """The raw body (already known to be JSON by its media type), refusing oversized and
-        empty bodies; a declared length over the limit is refused before reading."""
+        """The raw body, refusing one that is not JSON (415: the handler has authenticated the
+        request by now, so a token-less one got 401 first), oversized and empty bodies; a
+        declared length over the limit is refused before reading."""
+        if refuses_media_type(self.scope, self.headers):
+            raise UnsupportedMediaType()
         check_declared_size(self.headers, limit)
         try:
             body = await read_body(self._receive, limit)
@@ -150,7 +154,7 @@ class EventCollectorApp(FastAPI):
         scope = request.scope
         try:
             if self.request_guard is not None:
-                await self.request_guard.admit(self, scope, request.headers, ingest=True)
+                await self.request_guard.admit_ingest(self, scope, request.headers)
             return await route.handler(request)
         except EventCollectorError as exc:
             if exc.status_code >= 500:
