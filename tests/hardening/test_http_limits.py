@@ -430,6 +430,23 @@ def _read_until_closed(sock: socket.socket) -> bytes:
         received += chunk
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and its Content-Length body) from a kept-alive connection."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed in the middle of a response: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head.lower())
+    assert length is not None, head
+    while len(body) < int(length.group(1)):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed in the middle of a response: {received!r}"
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def _served(server: Server) -> bool:
     try:
         return httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
@@ -473,18 +490,18 @@ def test_idle_keep_alive_connections_are_closed(server: Server) -> None:
     _wait_served(server)
     with server.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        first = sock.recv(65536)
+        first = _read_response(sock)
         assert first.startswith(b"HTTP/1.1 200"), first
         assert b"connection: close" not in first.lower()
         # Kept alive: a second request on it is served...
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _read_response(sock).startswith(b"HTTP/1.1 200")
         # ... then, idle, it is closed by the server.
         assert _read_until_closed(sock) == b""
     with server.connect() as sock:
         # A kept-alive connection that starts another head and stalls is cut off too.
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _read_response(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 408")
 
