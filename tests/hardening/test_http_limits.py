@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,16 @@ async def rate_limited_app(database_url: str, key_dir: Path) -> AsyncIterator[Fa
         yield app
 
 
+@asynccontextmanager
+async def _client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
 @pytest_asyncio.fixture
 async def limited_client(rate_limited_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=rate_limited_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with _client_of(rate_limited_app) as http:
         yield http
 
 
@@ -256,8 +263,7 @@ async def capped_app(database_url: str, key_dir: Path) -> AsyncIterator[FastAPI]
 
 @pytest_asyncio.fixture
 async def capped_client(capped_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=capped_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with _client_of(capped_app) as http:
         yield http
 
 
