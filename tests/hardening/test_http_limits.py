@@ -320,6 +320,7 @@ async def test_jobs_over_the_cap_are_400_and_deleting_one_makes_room(
 # --- a real server: slow clients, the connection cap, oversized bodies ----------------------
 
 HEAD_TIMEOUT = 1.0
+BODY_TIMEOUT = 3.0
 KEEPALIVE_TIMEOUT = 1.0
 MAX_CONNECTIONS = 8
 MAX_BATCH_BODY = 4 << 20
@@ -381,6 +382,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         EC_DISPATCHER_ENABLED="false",
         EC_SCHEDULER_ENABLED="false",
         EC_HTTP_HEADER_TIMEOUT_SECONDS=str(HEAD_TIMEOUT),
+        EC_HTTP_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
         EC_HTTP_KEEPALIVE_TIMEOUT_SECONDS=str(KEEPALIVE_TIMEOUT),
         EC_HTTP_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
         EC_MAX_BATCH_BODY_BYTES=str(MAX_BATCH_BODY),
@@ -512,16 +514,48 @@ def test_idle_keep_alive_connections_are_closed(server: Server) -> None:
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 408")
 
 
+TOKEN_FORM = b"grant_type=client_credentials&client_id=nobody&client_secret=nothing"
+
+
+def _form_head(length: int) -> bytes:
+    return (
+        b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" % length
+    )
+
+
+def test_a_body_that_stops_coming_is_cut_off(server: Server) -> None:
+    _wait_served(server)
+    with server.connect() as sock:
+        # The token route reads bodies without a token: the easiest to hold open.
+        sock.sendall(_form_head(len(TOKEN_FORM)) + TOKEN_FORM[:10])
+        received = _read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert b"request body paused for over 3 s" in received
+    assert "request body paused for over 3 s" in server.output()
+
+
+def test_a_slow_body_that_keeps_coming_is_served(server: Server) -> None:
+    _wait_served(server)
+    with server.connect() as sock:
+        sock.sendall(_form_head(len(TOKEN_FORM)))
+        pieces = [TOKEN_FORM[start : start + 10] for start in range(0, len(TOKEN_FORM), 10)]
+        started = time.monotonic()
+        for piece in pieces:  # together longer than the body timeout, each pause shorter
+            sock.sendall(piece)
+            time.sleep(BODY_TIMEOUT / 5)
+        assert time.monotonic() - started > BODY_TIMEOUT
+        response = _read_response(sock)
+    assert response.startswith(b"HTTP/1.1 401 "), response  # an unknown client, not a 408
+
+
 def test_connections_over_the_cap_are_answered_503_and_closed(server: Server) -> None:
     _wait_served(server)
     # Requests whose head is complete and whose body never comes hold their connections.
     held = [server.connect() for _ in range(MAX_CONNECTIONS)]
     try:
         for sock in held:
-            sock.sendall(
-                b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
-                b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
-            )
+            sock.sendall(_form_head(100))
         with server.connect() as extra:
             received = _read_until_closed(extra)
         assert received.startswith(b"HTTP/1.1 503 "), received

@@ -56,7 +56,11 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=limited_protocol(settings.http_header_timeout_seconds, settings.http_max_connections),
+        http=limited_protocol(
+            settings.http_header_timeout_seconds,
+            settings.http_body_timeout_seconds,
+            settings.http_max_connections,
+        ),
         timeout_keep_alive=settings.http_keepalive_timeout_seconds,  # type: ignore[arg-type]
         log_config=None,
         access_log=False,

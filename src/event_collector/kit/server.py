@@ -1,12 +1,16 @@
 """The HTTP protocol `serve` runs: uvicorn's httptools protocol, with the limits it lacks.
 
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but has no time limit on a
-request head and no cap on connections: a slowloris client (a head sent a byte at a time, or a
-connection that sends nothing) holds its connection, and its file descriptor, for ever, and a
-thousand of them starve real clients. :func:`limited_protocol` builds the subclass that adds
+request head or body and no cap on connections: a slowloris client (a head sent a byte at a
+time, a body that never comes, or a connection that sends nothing) holds its connection, and its
+file descriptor, for ever, and a thousand of them starve real clients. :func:`limited_protocol`
+builds the subclass that adds
 
 * a head timeout: from the connection (or the first byte of the next request on a kept-alive
   one) to the end of the request head; past it the client gets 408 and the connection closes;
+* a body timeout: the longest pause between two pieces of a request body (while the server
+  waits for them: not while the app is slow to read); past it, 408 (unless the answer has begun)
+  and the connection closes;
 * a connection cap: a connection beyond it is answered 503 (``Retry-After: 1``) and closed at
   once, so its descriptor is freed rather than held.
 
@@ -64,15 +68,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """Configured by :func:`limited_protocol` (uvicorn builds one instance per connection)."""
 
     head_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     max_connections: int = 900
     refused_log: _ThrottledLog
     timed_out_log: _ThrottledLog
+    body_timed_out_log: _ThrottledLog
     unavailable_response: bytes
     timed_out_response: bytes
+    body_timed_out_response: bytes
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_seen_at = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,10 +107,43 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._stop_head_timer()
         super().on_headers_complete()
+        if any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers):
+            self._body_seen_at = self.loop.time()
+            self._body_timer = self.loop.call_later(self.body_timeout_seconds, self._body_check)
+
+    def on_body(self, body: bytes) -> None:
+        # A float per piece, not a timer: the timer checks it when it fires.
+        self._body_seen_at = self.loop.time()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._stop_body_timer()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        waited = self.loop.time() - self._body_seen_at
+        if self.flow.read_paused or waited < self.body_timeout_seconds:
+            # The app has not read what came (not the client's pause), or a piece came since.
+            later = self.body_timeout_seconds - (0.0 if self.flow.read_paused else waited)
+            self._body_timer = self.loop.call_later(later, self._body_check)
+            return
+        self.body_timed_out_log.record(self.body_timeout_seconds)
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(self.body_timed_out_response)
+        self.transport.close()
 
     def _start_head_timer(self) -> None:
         self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
@@ -122,7 +164,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def limited_protocol(
-    head_timeout_seconds: float, max_connections: int
+    head_timeout_seconds: float, body_timeout_seconds: float, max_connections: int
 ) -> type[LimitedHttpToolsProtocol]:
     """The protocol class to pass as uvicorn's ``http=``, with these limits."""
     return type(
@@ -130,6 +172,7 @@ def limited_protocol(
         (LimitedHttpToolsProtocol,),
         {
             "head_timeout_seconds": head_timeout_seconds,
+            "body_timeout_seconds": body_timeout_seconds,
             "max_connections": max_connections,
             "refused_log": _ThrottledLog(
                 "refused a connection: the server holds its cap of %d (EC_HTTP_MAX_CONNECTIONS)"
@@ -137,6 +180,15 @@ def limited_protocol(
             "timed_out_log": _ThrottledLog(
                 "closed a connection whose request head was not complete within %g s "
                 "(EC_HTTP_HEADER_TIMEOUT_SECONDS)"
+            ),
+            "body_timed_out_log": _ThrottledLog(
+                "closed a connection whose request body paused for over %g s "
+                "(EC_HTTP_BODY_TIMEOUT_SECONDS)"
+            ),
+            "body_timed_out_response": _response(
+                _REQUEST_TIMEOUT,
+                "RequestTimeout",
+                f"the request body paused for over {body_timeout_seconds:g} s",
             ),
             "unavailable_response": _response(
                 _UNAVAILABLE,

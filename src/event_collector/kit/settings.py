@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         description="Close a connection whose request head is not complete this long after it "
         "connected or began the request.",
     )
+    http_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Close a connection whose request body pauses longer than this between "
+        "two pieces.",
+    )
     http_keepalive_timeout_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="Close an idle keep-alive connection after this."
     )
