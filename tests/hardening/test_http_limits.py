@@ -30,8 +30,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from event_collector.app import create_app
-from event_collector.kit.errors import RateLimited
+from event_collector.kit.errors import ConfigurationError, RateLimited
 from event_collector.kit.ratelimit import RateLimiter
+from event_collector.kit.settings import load_settings
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture, make_settings, make_tenant
 from tests.factories import event_body
@@ -647,3 +648,22 @@ def test_serve_refuses_a_connection_cap_the_descriptor_limit_cannot_hold(tmp_pat
     message = " ".join(result.stderr.split())
     assert "EC_HTTP_MAX_CONNECTIONS=5000 needs about 5084 file descriptors" in message
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("http_header_timeout_seconds", 0),
+        ("http_body_timeout_seconds", -1),
+        ("http_keepalive_timeout_seconds", 0),
+        ("http_max_connections", 0),
+        ("rate_limit_api_per_second", -1),
+        ("rate_limit_ingest_burst", 0),
+        ("max_subscriptions_per_tenant", 0),
+        ("max_jobs_per_tenant", 0),
+    ],
+)
+def test_limit_settings_are_validated_at_start_up(variable: str, value: float) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(**{variable: value})
+    assert refused.value.detail.startswith(f"invalid configuration: EC_{variable.upper()}: ")
