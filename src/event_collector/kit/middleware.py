@@ -5,8 +5,9 @@ the bearer token (401/400/403: an unauthenticated client never gets its body rea
 token-less request is answered 401 before any media-type check), the tenant's rate limit (429),
 the media type (415) and the declared size (413). :class:`RequestContextMiddleware` applies it
 to FastAPI's routes and then reads the body with a counter, refusing it (413) as soon as it
-passes the limit, chunked or not; the raw routes (:mod:`kit.raw_routes`) call the same guard and
-read their body with their own limit. A refused request whose body was not read is answered with
+passes the limit, chunked or not. The raw ingest routes (:mod:`kit.raw_routes`) authenticate in
+their handler before reading the body with their own limit (:func:`read_body`), and call the
+guard only for the ingest rate limit. A refused request whose body was not read is answered with
 ``Connection: close``: the server does not read on what the client keeps sending.
 """
 
@@ -84,7 +85,7 @@ def check_declared_size(headers: Mapping[bytes, bytes], limit: int) -> None:
     """A Content-Length over the limit is refused before a byte of the body is read."""
     declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
+        raise BodyLimitExceeded(limit)
 
 
 class BodyLimitExceeded(PayloadTooLarge):
