@@ -350,6 +350,11 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def connections_cut(self, reason: str) -> float:
+        metrics = httpx.get(f"{self.base}/metrics").text
+        found = re.search(rf'ec_http_connections_cut_total{{reason="{reason}"}} (\S+)', metrics)
+        return float(found.group(1)) if found else 0.0
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -492,6 +497,7 @@ def test_slowloris_heads_are_cut_off_and_real_clients_are_served(server: Server)
     # Cut off at the configured time (a bound on the behaviour, not a benchmark).
     assert time.monotonic() - started < HEAD_TIMEOUT + 5
     assert "request head was not complete within 1 s" in server.output()
+    assert server.connections_cut("head_timeout") >= 5
     assert _served(server)
 
 
@@ -534,6 +540,7 @@ def test_a_body_that_stops_coming_is_cut_off(server: Server) -> None:
     assert received.startswith(b"HTTP/1.1 408 "), received
     assert b"request body paused for over 3 s" in received
     assert "request body paused for over 3 s" in server.output()
+    assert server.connections_cut("body_timeout") >= 1
 
 
 def test_a_slow_body_that_keeps_coming_is_served(server: Server) -> None:
@@ -566,6 +573,7 @@ def test_connections_over_the_cap_are_answered_503_and_closed(server: Server) ->
         for sock in held:
             sock.close()
     _wait_served(server)
+    assert server.connections_cut("over_cap") >= 1
 
 
 def _send_body(

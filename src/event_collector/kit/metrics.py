@@ -72,3 +72,8 @@ ingest_group_seconds = Histogram(
     "Duration of a group-commit transaction (with the wait for a connection), to its COMMIT's end",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+http_connections_cut = Counter(
+    "ec_http_connections_cut_total",
+    "Connections the server closed or refused to protect itself (kit.server), by reason",
+    ["reason"],
+)

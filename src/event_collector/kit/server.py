@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from event_collector.kit.errors import ConfigurationError
 from event_collector.kit.http import dumps
+from event_collector.kit.metrics import http_connections_cut
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +49,17 @@ def _response(template: bytes, error: str, detail: str) -> bytes:
 
 
 class _ThrottledLog:
-    """One warning a second at most, counting what it did not print."""
+    """Counts a kind of cut connection (``ec_http_connections_cut_total``) and logs it: one
+    warning a second at most, counting what it did not print."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, reason: str, message: str) -> None:
+        self.counter = http_connections_cut.labels(reason)
         self.message = message
         self.last = 0.0
         self.unlogged = 0
 
     def record(self, *args: Any) -> None:
+        self.counter.inc()
         self.unlogged += 1
         now = time.monotonic()
         if now - self.last >= 1.0:
@@ -175,15 +179,18 @@ def limited_protocol(
             "body_timeout_seconds": body_timeout_seconds,
             "max_connections": max_connections,
             "refused_log": _ThrottledLog(
-                "refused a connection: the server holds its cap of %d (EC_HTTP_MAX_CONNECTIONS)"
+                "over_cap",
+                "refused a connection: the server holds its cap of %d (EC_HTTP_MAX_CONNECTIONS)",
             ),
             "timed_out_log": _ThrottledLog(
+                "head_timeout",
                 "closed a connection whose request head was not complete within %g s "
-                "(EC_HTTP_HEADER_TIMEOUT_SECONDS)"
+                "(EC_HTTP_HEADER_TIMEOUT_SECONDS)",
             ),
             "body_timed_out_log": _ThrottledLog(
+                "body_timeout",
                 "closed a connection whose request body paused for over %g s "
-                "(EC_HTTP_BODY_TIMEOUT_SECONDS)"
+                "(EC_HTTP_BODY_TIMEOUT_SECONDS)",
             ),
             "body_timed_out_response": _response(
                 _REQUEST_TIMEOUT,
