@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
+    app.include_router(delivery_endpoints.tenant_router)
     app.include_router(read_model_endpoints.router)
     app.include_router(job_endpoints.router)
     app.include_router(notification_endpoints.router)
