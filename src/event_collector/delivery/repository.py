@@ -461,7 +461,9 @@ async def attempts_since(
     return [dict(row._mapping) for row in rows]
 
 
-async def tenant_queue(conn: AsyncConnection, tenant: str, now: datetime) -> tuple[int, datetime | None]:
+async def tenant_queue(
+    conn: AsyncConnection, tenant: str, now: datetime
+) -> tuple[int, datetime | None]:
     """The tenant's pending deliveries, and the due time of the oldest one that is due."""
     row = (
         await conn.execute(

@@ -499,7 +499,9 @@ async def health(conn: AsyncConnection, tenant: str, since: datetime) -> dict[st
     return result
 
 
-async def attempts_since(conn: AsyncConnection, tenant: str, since: datetime) -> list[dict[str, Any]]:
+async def attempts_since(
+    conn: AsyncConnection, tenant: str, since: datetime
+) -> list[dict[str, Any]]:
     return await repository.attempts_since(conn, tenant, since)
 
 
