@@ -26,6 +26,7 @@ from tests.conftest import TenantFixture, make_settings, make_tenant, wait_until
 from tests.delivery.conftest import DELIVERY_OVERRIDES
 
 CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
@@ -94,7 +95,7 @@ async def live(database_url: str, key_dir: Path) -> AsyncIterator[LiveConsole]:
 
 @pytest_asyncio.fixture(scope="module")
 async def browser() -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
+    if not HAVE_CHROMIUM:
         pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
     from playwright.async_api import async_playwright
 

@@ -61,8 +61,13 @@ async def test_forms_without_a_valid_csrf_token_are_refused(live: LiveConsole) -
     async with _signed_in(live) as http:
         page = await http.get("/console/subscriptions/new")
         token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
-        form = {"entity_type": "ORDER", "destination_type": "WEBHOOK",
-                "webhook_url": "http://127.0.0.1:9/x", "id": "csrf-test", "active": "on"}
+        form = {
+            "entity_type": "ORDER",
+            "destination_type": "WEBHOOK",
+            "webhook_url": "http://127.0.0.1:9/x",
+            "id": "csrf-test",
+            "active": "on",
+        }
         for bad in ({}, {"csrf": ""}, {"csrf": token[:-2] + "xx"}):
             refused = await http.post("/console/subscriptions/new", data=form | bad)
             assert refused.status_code == 403, refused.text
@@ -102,9 +107,15 @@ async def test_another_tenants_ids_are_404(live: LiveConsole) -> None:
         token = CSRF.search((await owner.get("/console/subscriptions/new")).text).group(1)  # type: ignore[union-attr]
         created = await owner.post(
             "/console/subscriptions/new",
-            data={"csrf": token, "id": "mine", "entity_type": "ORDER", "active": "on",
-                  "destination_type": "WEBHOOK", "webhook_url": "http://127.0.0.1:9/x",
-                  "webhook_secret": webhook_secret()},
+            data={
+                "csrf": token,
+                "id": "mine",
+                "entity_type": "ORDER",
+                "active": "on",
+                "destination_type": "WEBHOOK",
+                "webhook_url": "http://127.0.0.1:9/x",
+                "webhook_secret": webhook_secret(),
+            },
         )
         assert created.status_code == 303, created.text
         assert (await owner.get("/console/subscriptions/mine")).status_code == 200
@@ -119,7 +130,7 @@ async def test_another_tenants_ids_are_404(live: LiveConsole) -> None:
             )
             assert response.status_code == 404, action
         page = await owner.get("/console/subscriptions/mine")
-        assert "active" in page.text and "Deactivate" in page.text  # still active
+        assert "Deactivate" in page.text  # still active
 
 
 async def test_scopes_apply_as_in_the_api(live: LiveConsole) -> None:
