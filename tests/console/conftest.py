@@ -31,12 +31,30 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 
 
 @dataclass
-class Receiver:
-    """A webhook endpoint on loopback answering ``status`` (204 until broken)."""
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    url: str
-    status: int = 204
-    bodies: list[bytes] = field(default_factory=list)
+
+@dataclass
+class Receiver:
+    """Webhook endpoints on loopback: 204, or ``status`` while ``broken`` (or for the paths in
+    ``broken_paths``)."""
+
+    base_url: str
+    status: int = 500
+    broken: bool = False
+    broken_paths: set[str] = field(default_factory=set)
+    received: list[Received] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/hook"
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [r.body for r in self.received]
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +69,17 @@ def receiver() -> Iterator[Receiver]:
 
         def do_POST(self) -> None:
             assert state is not None
-            state.bodies.append(self.rfile.read(int(self.headers.get("content-length") or 0)))
-            self.send_response(state.status)
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            state.received.append(Received(self.path, headers, body))
+            broken = state.broken or self.path in state.broken_paths
+            self.send_response(state.status if broken else 204)
             self.send_header("content-length", "0")
             self.end_headers()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
+    state = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield state
@@ -78,7 +99,12 @@ class LiveConsole:
 
 @pytest_asyncio.fixture(scope="module")
 async def live(database_url: str, key_dir: Path) -> AsyncIterator[LiveConsole]:
-    settings = make_settings(database_url, key_dir, **DELIVERY_OVERRIDES)
+    # With a dispatcher and a scheduler, as `event-collector serve` runs by default.
+    settings = make_settings(
+        database_url,
+        key_dir,
+        **(DELIVERY_OVERRIDES | {"scheduler_enabled": True}),
+    )
     app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")

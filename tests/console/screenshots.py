@@ -41,7 +41,7 @@ async def test_screenshots(live: LiveConsole, receiver: Receiver, browser: Any) 
         entity_id="o-1001",
     )
     await wait_until(lambda: len(receiver.bodies) >= 1, "the first event is delivered")
-    receiver.status = 503
+    receiver.broken = True
     await post(
         http, tenant, "ORDER", "UPDATE", {"id": "o-1002", "status": "PAID"}, entity_id="o-1002"
     )
@@ -56,7 +56,7 @@ async def test_screenshots(live: LiveConsole, receiver: Receiver, browser: Any) 
         if await dead():
             break
         await asyncio.sleep(0.05)  # polling the condition, not a guessed duration
-    receiver.status = 204
+    receiver.broken = False
     shop = Shop(http, tenant)
     await shop.product("p1")
     await shop.variant("v1", title="Linen shirt")

@@ -195,4 +195,16 @@ def quoted(value: str) -> str:
     return quote(value, safe="")
 
 
+def human(value: Any) -> str:
+    """A read-model value for a page: none as a dash, booleans as yes/no, mappings inline."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {human(v)}" for k, v in value.items())
+    return str(value)
+
+
 templates.env.filters["q"] = quoted
+templates.env.filters["human"] = human
