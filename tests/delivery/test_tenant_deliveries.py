@@ -77,9 +77,7 @@ async def test_list_filter_and_replay_by_id(
 
 async def test_bad_replay_requests_are_400(client, tenant: TenantFixture) -> None:
     for body in ({}, {"deliveryIds": []}, {"deliveryIds": ["x"], "since": "2000-01-01"}):
-        response = await client.post(
-            "/api/v1/deliveries/replay", json=body, headers=tenant.headers
-        )
+        response = await client.post("/api/v1/deliveries/replay", json=body, headers=tenant.headers)
         assert response.status_code == 400, body
     bad_status = await client.get(
         "/api/v1/deliveries", params={"status": "lost"}, headers=tenant.headers

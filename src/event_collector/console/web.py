@@ -198,7 +198,7 @@ def quoted(value: str) -> str:
 def human(value: Any) -> str:
     """A read-model value for a page: none as a dash, booleans as yes/no, mappings inline."""
     if value is None:
-        return "–"
+        return "\u2013"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, dict):
