@@ -7,15 +7,21 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import ValidationError
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, Form, console_session, redirect
+from event_collector.console.web import (
+    Console,
+    ConsoleRoute,
+    Form,
+    console_session,
+    parse_body,
+    quoted,
+    redirect,
+)
 from event_collector.jobs import service
 from event_collector.jobs.schemas import NOTIFICATIONS, JobIn, JobUpdate
 from event_collector.kit.db import utcnow
 from event_collector.kit.errors import ValidationFailed
-from event_collector.kit.http import pydantic_errors
 
 router = APIRouter(prefix="/console/jobs", route_class=ConsoleRoute)
 Session = Annotated[Console, Depends(console_session)]
@@ -42,13 +48,6 @@ def _body(form: Form) -> dict[str, Any]:
     if form.optional("id"):
         body["id"] = form.get("id")
     return body
-
-
-def _parse(model: type[JobIn] | type[JobUpdate], body: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed(pydantic_errors(exc)) from None
 
 
 def _wake(console: Console) -> None:
@@ -93,11 +92,11 @@ async def new_form(console: Session) -> Response:
 @router.post("/new")
 async def create(console: Session) -> Response:
     console.require("jobs:write")
-    body = _parse(JobIn, _body(await Form.of(console)))
+    body = parse_body(JobIn, _body(await Form.of(console)))
     async with console.runtime.db.write() as conn:
         job = await service.create_job(conn, console.tenant, body, utcnow())
     _wake(console)
-    return redirect(f"/console/jobs/{job['id']}", "Job created.")
+    return redirect(f"/console/jobs/{quoted(job['id'])}", "Job created.")
 
 
 @router.get("/{job_id}")
@@ -112,11 +111,11 @@ async def edit_form(console: Session, job_id: str) -> Response:
 @router.post("/{job_id}")
 async def update(console: Session, job_id: str) -> Response:
     console.require("jobs:write")
-    body = _parse(JobUpdate, _body(await Form.of(console)) | {"id": job_id})
+    body = parse_body(JobUpdate, _body(await Form.of(console)) | {"id": job_id})
     async with console.runtime.db.write() as conn:
         await service.update_job(conn, console.tenant, job_id, body, utcnow())
     _wake(console)
-    return redirect(f"/console/jobs/{job_id}", "Job saved.")
+    return redirect(f"/console/jobs/{quoted(job_id)}", "Job saved.")
 
 
 @router.post("/{job_id}/delete")
@@ -136,7 +135,7 @@ async def run_now(console: Session, job_id: str) -> Response:
     async with console.runtime.db.write() as conn:
         run = await service.request_run(conn, console.tenant, job_id, utcnow())
     _wake(console)
-    return redirect(f"/console/jobs/{job_id}", f"Run {run['id']} queued.")
+    return redirect(f"/console/jobs/{quoted(job_id)}", f"Run {run['id']} queued.")
 
 
 @router.post("/{job_id}/dry-run")

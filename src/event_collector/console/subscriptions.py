@@ -9,14 +9,20 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import ValidationError
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, Form, console_session, redirect
+from event_collector.console.web import (
+    Console,
+    ConsoleRoute,
+    Form,
+    console_session,
+    parse_body,
+    quoted,
+    redirect,
+)
 from event_collector.delivery import service as delivery_service
 from event_collector.kit.db import utcnow
 from event_collector.kit.errors import ValidationFailed
-from event_collector.kit.http import pydantic_errors
 from event_collector.subscriptions import service
 from event_collector.subscriptions.schemas import (
     DESTINATION_TYPES,
@@ -85,13 +91,6 @@ def _body(form: Form) -> dict[str, Any]:
     return body
 
 
-def _parse(model: type[SubscriptionIn] | type[SubscriptionUpdate], body: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed(pydantic_errors(exc)) from None
-
-
 def _form_page(console: Console, subscription: dict[str, Any] | None, **extra: Any) -> Response:
     return console.render(
         "subscription_form.html",
@@ -134,15 +133,11 @@ async def new_form(console: Session) -> Response:
 async def create(console: Session) -> Response:
     console.require("subscriptions:write")
     form = await Form.of(console)
-    body = _parse(SubscriptionIn, _body(form))
+    body = parse_body(SubscriptionIn, _body(form))
     policy = _policy(console)
     async with console.runtime.db.write() as conn:
         written = await service.create_subscription(conn, policy, console.tenant, body, utcnow())
-    api = service.to_api(written.row, policy, reveal_secret=written.reveal_secret)
-    if written.reveal_secret:
-        # The generated signing secret is shown once, on this page, as the API shows it once.
-        return _form_page(console, api, revealed=api["destination"]["webhook"]["secret"])
-    return redirect(f"/console/subscriptions/{written.row['id']}", "Subscription created.")
+    return _written(console, written, policy, "Subscription created.")
 
 
 @router.get("/{subscription_id}")
@@ -157,16 +152,24 @@ async def edit_form(console: Session, subscription_id: str) -> Response:
 async def update(console: Session, subscription_id: str) -> Response:
     console.require("subscriptions:write")
     form = await Form.of(console)
-    body = _parse(SubscriptionUpdate, _body(form) | {"id": subscription_id})
+    body = parse_body(SubscriptionUpdate, _body(form) | {"id": subscription_id})
     policy = _policy(console)
     async with console.runtime.db.write() as conn:
         written = await service.update_subscription(
             conn, policy, console.tenant, subscription_id, body, utcnow()
         )
+    return _written(console, written, policy, "Subscription saved.")
+
+
+def _written(
+    console: Console, written: service.Written, policy: service.Policy, notice: str
+) -> Response:
+    """After a create or an update: a generated signing secret is shown once, on this page (as
+    the API shows it once); otherwise back to the subscription's page."""
     api = service.to_api(written.row, policy, reveal_secret=written.reveal_secret)
     if written.reveal_secret:
         return _form_page(console, api, revealed=api["destination"]["webhook"]["secret"])
-    return redirect(f"/console/subscriptions/{subscription_id}", "Subscription saved.")
+    return redirect(f"/console/subscriptions/{quoted(written.row['id'])}", notice)
 
 
 @router.post("/{subscription_id}/activate")
@@ -185,7 +188,7 @@ async def _set_active(console: Console, subscription_id: str, active: bool) -> R
     async with console.runtime.db.write() as conn:
         await service.set_active(conn, console.tenant, subscription_id, active, utcnow())
     notice = "Subscription activated." if active else "Subscription deactivated."
-    return redirect(f"/console/subscriptions/{subscription_id}", notice)
+    return redirect(f"/console/subscriptions/{quoted(subscription_id)}", notice)
 
 
 @router.post("/{subscription_id}/test")
@@ -206,4 +209,4 @@ async def test(console: Session, subscription_id: str) -> Response:
         notice = f"Test message delivered ({result.status_code or 'ok'}, {result.latency_ms} ms)."
     else:
         notice = f"Test message failed: {result.error}"
-    return redirect(f"/console/subscriptions/{subscription_id}", notice)
+    return redirect(f"/console/subscriptions/{quoted(subscription_id)}", notice)
