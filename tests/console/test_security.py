@@ -138,3 +138,61 @@ async def test_scopes_apply_as_in_the_api(live: LiveConsole) -> None:
         assert (await reader.get("/console/events")).status_code == 200
         assert (await reader.get("/console/subscriptions")).status_code == 403
         assert (await reader.get("/console/jobs")).status_code == 403
+
+
+async def test_secrets_are_masked_and_kept_when_left_blank(live: LiveConsole) -> None:
+    tenant = await live.tenant()
+    secret = webhook_secret()
+    created = await live.http.post(
+        "/api/v1/event-subscription",
+        json={
+            "id": "masked",
+            "entityType": "ORDER",
+            "destination": {
+                "type": "WEBHOOK",
+                "webhook": {"url": "http://127.0.0.1:9/a", "secret": secret},
+            },
+        },
+        headers=tenant.headers,
+    )
+    assert created.status_code == 201, created.text
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        await _sign_in(http, tenant.client_id, tenant.client_secret)
+        page = await http.get("/console/subscriptions/masked")
+        assert secret not in page.text
+        assert f"********{secret[-4:]}" in page.text
+        token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+        form = {
+            "csrf": token,
+            "entity_type": "ORDER",
+            "active": "on",
+            "destination_type": "WEBHOOK",
+            "webhook_url": "http://127.0.0.1:9/b",
+            "webhook_secret": "",
+        }
+        saved = await http.post("/console/subscriptions/masked", data=form)
+        assert saved.status_code == 303, saved.text
+
+        async def stored() -> dict:
+            response = await live.http.get(
+                "/api/v1/event-subscription/masked", headers=tenant.headers
+            )
+            return dict(response.json()["destination"]["webhook"])
+
+        webhook = await stored()
+        assert webhook["url"] == "http://127.0.0.1:9/b"
+        assert webhook["secret"] == f"********{secret[-4:]}"  # kept
+        replacement = webhook_secret()
+        saved = await http.post(
+            "/console/subscriptions/masked", data=form | {"webhook_secret": replacement}
+        )
+        assert saved.status_code == 303
+        assert (await stored())["secret"] == f"********{replacement[-4:]}"
+        # A bad form changes nothing and says why, on a page with the console's navigation.
+        refused = await http.post(
+            "/console/subscriptions/masked", data=form | {"webhook_url": "ftp://x"}
+        )
+        assert refused.status_code == 400
+        assert "webhook" in refused.text
+        assert "Sign out" in refused.text
+        assert (await stored())["url"] == "http://127.0.0.1:9/b"

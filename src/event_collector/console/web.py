@@ -179,26 +179,36 @@ class ConsoleRoute(APIRoute):
                 target = request.url.path if request.method == "GET" else "/console"
                 return redirect("/console/sign-in", next=target)
             except (RequestValidationError, ValidationError) as exc:
-                problems = [
-                    f"{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
-                    for problem in pydantic_errors(exc)
-                ]
-                return render(request, "error.html", 400, status=400, problems=problems)
+                problems = [_problem(problem) for problem in pydantic_errors(exc)]
+                return await _error_page(request, 400, None, problems)
             except EventCollectorError as exc:
-                problems = [
-                    f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg')}"
-                    for problem in getattr(exc, "errors", [])
-                ]
-                return render(
-                    request,
-                    "error.html",
-                    exc.status_code,
-                    status=exc.status_code,
-                    detail=exc.detail,
-                    problems=problems,
-                )
+                problems = [_problem(problem) for problem in getattr(exc, "errors", [])]
+                return await _error_page(request, exc.status_code, exc.detail, problems)
 
         return handle
+
+
+def _problem(problem: dict[str, Any]) -> str:
+    return f"{'.'.join(str(p) for p in problem.get('loc', ()))}: {problem.get('msg')}"
+
+
+async def _error_page(
+    request: Request, status: int, detail: str | None, problems: list[str]
+) -> Response:
+    """The error as a page, with the console's navigation when the session is valid."""
+    try:
+        console: Console | None = await console_session(request)
+    except SignInRequired:
+        console = None
+    return render(
+        request,
+        "error.html",
+        status,
+        console=console,
+        status=status,
+        detail=detail,
+        problems=problems,
+    )
 
 
 def quoted(value: str) -> str:
