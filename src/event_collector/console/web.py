@@ -227,5 +227,19 @@ def human(value: Any) -> str:
     return str(value)
 
 
+def when(value: Any) -> str:
+    """An ISO-8601 instant (or datetime) to the second, for reading: 2026-01-02 03:04:05 UTC."""
+    if value is None:
+        return "\u2013"
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    day, _, rest = text.partition("T")
+    if not rest:
+        return text
+    clock = rest[:8]
+    zone = rest[8:].lstrip("0123456789.")
+    return f"{day} {clock} {'UTC' if zone in ('Z', '+00:00') else zone}".rstrip()
+
+
 templates.env.filters["q"] = quoted
+templates.env.filters["when"] = when
 templates.env.filters["human"] = human
