@@ -57,7 +57,7 @@ class Receiver:
         return [r.body for r in self.received]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     state: Receiver | None = None
 
@@ -133,8 +133,12 @@ async def browser() -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture
 async def page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    """A fresh browser context per test; a screenshot under test-artifacts/ if the test fails."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    """A fresh browser context per test; a screenshot under test-artifacts/ if the test fails.
+    Parametrize it indirectly with False to browse with JavaScript off."""
+    javascript = getattr(request, "param", True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, java_script_enabled=javascript
+    )
     page = await context.new_page()
     yield page
     report = getattr(request.node, "rep_call", None)

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from playwright.async_api import expect
 from standardwebhooks import Webhook
 
@@ -18,6 +19,8 @@ from tests.notifications.helpers import Shop
 from tests.read_model.helpers import post
 
 
+# With JavaScript off too: every step works with plain forms and links.
+@pytest.mark.parametrize("page", [True, False], ids=["js", "no-js"], indirect=True)
 async def test_operator_flow(live: LiveConsole, receiver: Receiver, page: Any) -> None:
     tenant = await live.tenant()
     base = live.base_url
