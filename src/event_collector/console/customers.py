@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, console_session
+from event_collector.console.web import ConsoleRoute, Session
 from event_collector.read_model import service
 
 router = APIRouter(prefix="/console/customers", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 
 
 @router.get("")

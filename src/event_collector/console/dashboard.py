@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from event_collector.console.charts import HOURS, Series, hourly, stacked_bars
-from event_collector.console.web import Console, ConsoleRoute, console_session
+from event_collector.console.web import ConsoleRoute, Session
 from event_collector.delivery import service as delivery_service
 from event_collector.events import service as event_service
 from event_collector.kit.db import utcnow
 
 router = APIRouter(prefix="/console", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 _OUTCOMES = (
     ("success", "delivered", "#1a7f37"),
     ("retry", "retried", "#bf8700"),

@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, Form, console_session, redirect
+from event_collector.console.web import Console, ConsoleRoute, Form, Session, redirect
 from event_collector.delivery import service
 from event_collector.kit.db import utcnow
 from event_collector.kit.errors import BadRequest
 from event_collector.subscriptions import service as subscription_service
 
 router = APIRouter(prefix="/console/deliveries", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 PAGE_SIZE = 50
 
 

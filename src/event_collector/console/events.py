@@ -8,17 +8,16 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, console_session
+from event_collector.console.web import ConsoleRoute, Session
 from event_collector.delivery import service as delivery_service
 from event_collector.events import service
 from event_collector.events.schemas import ENTITY_TYPES, Operation
 from event_collector.kit.errors import BadRequest
 
 router = APIRouter(prefix="/console/events", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 Text = Annotated[str, Query(max_length=255)]
 PAGE_SIZE = 50
 

@@ -4,16 +4,16 @@ run now; a dry run that shows the rendered emails."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from event_collector.console.web import (
     Console,
     ConsoleRoute,
     Form,
-    console_session,
+    Session,
     parse_body,
     quoted,
     redirect,
@@ -24,7 +24,6 @@ from event_collector.kit.db import utcnow
 from event_collector.kit.errors import ValidationFailed
 
 router = APIRouter(prefix="/console/jobs", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 
 
 def _body(form: Form) -> dict[str, Any]:

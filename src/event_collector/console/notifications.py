@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from event_collector.console.web import Console, ConsoleRoute, console_session
+from event_collector.console.web import ConsoleRoute, Session
 from event_collector.notifications import service
 
 router = APIRouter(prefix="/console/notifications", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 Text = Annotated[str, Query(max_length=255)]
 
 

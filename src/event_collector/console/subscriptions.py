@@ -6,16 +6,16 @@ Each form handler calls the service function its API operation calls (see ``oper
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from event_collector.console.web import (
     Console,
     ConsoleRoute,
     Form,
-    console_session,
+    Session,
     parse_body,
     quoted,
     redirect,
@@ -32,7 +32,6 @@ from event_collector.subscriptions.schemas import (
 )
 
 router = APIRouter(prefix="/console/subscriptions", route_class=ConsoleRoute)
-Session = Annotated[Console, Depends(console_session)]
 HEALTH_WINDOW = timedelta(hours=24)
 
 # The form's fields per destination type (the secret ones are never echoed).

@@ -14,10 +14,10 @@ import hmac
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs, quote, urlencode
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -107,6 +107,10 @@ async def console_session(request: Request) -> Console:
     except TokenRejected:
         raise SignInRequired from None
     return Console(request, principal, csrf_for(runtime.secrets, token))
+
+
+# A page's signed-in operator (FastAPI dependency).
+Session = Annotated[Console, Depends(console_session)]
 
 
 async def read_form(request: Request) -> dict[str, list[str]]:
