@@ -196,3 +196,38 @@ async def test_secrets_are_masked_and_kept_when_left_blank(live: LiveConsole) ->
         assert "webhook" in refused.text
         assert "Sign out" in refused.text
         assert (await stored())["url"] == "http://127.0.0.1:9/b"
+
+
+async def test_aws_destination_secret_is_masked_and_kept(live: LiveConsole) -> None:
+    tenant = await live.tenant()
+    async with httpx.AsyncClient(base_url=live.base_url) as http:
+        await _sign_in(http, tenant.client_id, tenant.client_secret)
+        token = CSRF.search((await http.get("/console/subscriptions/new")).text).group(1)  # type: ignore[union-attr]
+        form = {
+            "csrf": token,
+            "id": "to-sqs",
+            "entity_type": "CUSTOMER",
+            "active": "on",
+            "subscribe_create": "on",
+            "destination_type": "SQS",
+            "sqs_queueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/customers",
+            "sqs_accessKey": "AKIAEXAMPLE",
+            "sqs_accessSecret": "aws-secret-value-1234",
+            # The webhook block of the same form is ignored for an SQS destination.
+            "webhook_url": "http://ignored.example/",
+        }
+        created = await http.post("/console/subscriptions/new", data=form)
+        assert created.status_code == 303, created.text
+        page = await http.get("/console/subscriptions/to-sqs")
+        assert "aws-secret-value-1234" not in page.text
+        assert "********1234" in page.text
+        saved = await http.post(
+            "/console/subscriptions/to-sqs", data=form | {"sqs_accessSecret": "", "id": ""}
+        )
+        assert saved.status_code == 303, saved.text
+    stored = await live.http.get("/api/v1/event-subscription/to-sqs", headers=tenant.headers)
+    body = stored.json()
+    assert body["destination"]["type"] == "SQS"
+    assert body["destination"]["sqs"]["region"] == "eu-west-1"
+    assert body["destination"]["sqs"]["accessSecret"] == "********1234"
+    assert (body["subscribeCreate"], body["subscribeChange"]) == (True, False)
