@@ -53,8 +53,9 @@ async def test_operator_flow(live: LiveConsole, receiver: Receiver, page: Any) -
     await page.get_by_text("3 attempt(s)").click()
     await expect(page.get_by_role("cell", name="retry").first).to_be_visible()
 
-    # Fix the subscription (a new URL; the secret field left blank keeps the secret).
+    # Why: the subscription's page says so. Fix it (a new URL; the secret left blank is kept).
     await page.get_by_role("link", name="orders-hook").first.click()
+    await expect(page.locator("dl.facts")).to_contain_text("HTTP 500")
     await expect(page.get_by_label(re.compile("^Signing secret"))).to_have_value("")
     await page.get_by_label("URL", exact=True).fill(f"{receiver.base_url}/hook-v2")
     await page.get_by_role("button", name="Save").click()

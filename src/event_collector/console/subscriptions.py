@@ -144,7 +144,13 @@ async def edit_form(console: Session, subscription_id: str) -> Response:
     console.require("subscriptions:read")
     async with console.runtime.db.read() as conn:
         row = await service.get_subscription(conn, console.tenant, subscription_id)
-    return _form_page(console, service.to_api(row, _policy(console)))
+        health = await delivery_service.health(conn, console.tenant, utcnow() - HEALTH_WINDOW)
+    return _form_page(
+        console,
+        service.to_api(row, _policy(console)),
+        health=health.get(row["id"], delivery_service.Health()),
+        failing_since=row["failing_since"],
+    )
 
 
 @router.post("/{subscription_id}")
