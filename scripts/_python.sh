@@ -25,4 +25,20 @@ ensure_venv() {  # ensure_venv EXTRAS  (e.g. "" or "[test]")
   fi
   echo "installing event-collector$1 into .venv" >&2
   .venv/bin/python -m pip install -q -e ".$1"
+  if [ "$1" = "[test]" ]; then ensure_chromium; fi
+}
+
+# The console's browser tests (tests/console) drive Debian's chromium through Playwright
+# (never a downloaded browser): install it when missing and apt-get is at hand.
+ensure_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "note: /usr/bin/chromium is missing; the browser tests will be skipped" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  echo "installing Debian's chromium for the browser tests" >&2
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } \
+    >/dev/null 2>&1 || echo "note: could not install chromium; the browser tests will be skipped" >&2
 }

@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.dependencies import guard_principal
+from event_collector.console import endpoints as console_endpoints
 from event_collector.delivery import endpoints as delivery_endpoints
 from event_collector.events import endpoints as event_endpoints
 from event_collector.jobs import endpoints as job_endpoints
@@ -92,9 +93,11 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     app.include_router(event_endpoints.router)
     app.include_router(subscription_endpoints.router)
     app.include_router(delivery_endpoints.router)
+    app.include_router(delivery_endpoints.tenant_router)
     app.include_router(read_model_endpoints.router)
     app.include_router(job_endpoints.router)
     app.include_router(notification_endpoints.router)
+    console_endpoints.install(app)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

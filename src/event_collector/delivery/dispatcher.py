@@ -111,6 +111,10 @@ class Dispatcher:
 
     # Wiring -----------------------------------------------------------------------------------
 
+    def open_circuits(self) -> set[DestinationKey]:
+        """(tenant, subscription id) of the destinations whose breaker is open in this process."""
+        return self._breakers.open_keys()
+
     def wake(self) -> None:
         self.waker.wake()
 

@@ -17,6 +17,8 @@ from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Se
 from event_collector.kit.http import error_responses, json_response
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
+# The tenant's deliveries across its subscriptions (the console's dead-letter view).
+tenant_router = APIRouter(prefix="/api/v1/deliveries", tags=["deliveries"])
 
 
 def _dispatcher(request: Request) -> Dispatcher | None:
@@ -26,6 +28,9 @@ def _dispatcher(request: Request) -> Dispatcher | None:
 
 # The dispatcher running in this process, if any (to send with, to wake).
 LocalDispatcher = Annotated[Dispatcher | None, Depends(_dispatcher)]
+Status = Annotated[Literal["pending", "delivered", "failed"] | None, Query()]
+Limit = Annotated[int, Query(ge=1, le=200)]
+Cursor = Annotated[str | None, Query(max_length=400)]
 
 
 class TestResult(BaseModel):
@@ -70,6 +75,18 @@ class ReplayIn(BaseModel):
     status: Literal["failed", "all"] = Field(
         default="failed",
         description="`failed`: dead letters only; `all`: failed and delivered ones",
+    )
+
+
+class ReplayIdsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deliveryIds: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
+        min_length=1, max_length=500, description="The deliveries to queue again"
+    )
+    status: Literal["failed", "all"] = Field(
+        default="failed",
+        description="`failed`: only those that are dead letters; `all`: delivered ones too",
     )
 
 
@@ -124,9 +141,9 @@ async def list_deliveries(
     principal: SubscriptionsRead,
     subscription_id: str,
     conn: ReadConnection,
-    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    status: Status = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Response:
     page = await service.list_deliveries(
         conn, principal.tenant, subscription_id, status=status, cursor=cursor, limit=limit
@@ -155,15 +172,68 @@ async def replay(
     dispatcher: LocalDispatcher,
 ) -> Response:
     since = body.since if body.since.tzinfo else body.since.replace(tzinfo=utcnow().tzinfo)
+    request = service.ReplayRequest(since=since, status=body.status)
+    return await _replay(db, dispatcher, principal.tenant, subscription_id, request)
+
+
+@tenant_router.get(
+    "",
+    summary="List the tenant's deliveries (all subscriptions) with their attempt log",
+    description="Newest first, cursor-paginated; filter by `status`, `subscription_id`, "
+    "`event_id` (the deliveries of one event).",
+    response_model=DeliveryPage,
+    responses=error_responses(400, 401, 403, 404),
+)
+async def list_tenant_deliveries(
+    principal: SubscriptionsRead,
+    conn: ReadConnection,
+    status: Status = None,
+    subscription_id: Annotated[str | None, Query(max_length=255)] = None,
+    event_id: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Response:
+    page = await service.list_deliveries(
+        conn,
+        principal.tenant,
+        subscription_id,
+        status=status,
+        cursor=cursor,
+        limit=limit,
+        event_id=event_id,
+    )
+    return json_response(page)
+
+
+@tenant_router.post(
+    "/replay",
+    summary="Deliver the named deliveries again",
+    description=(
+        "Queues the named deliveries (of any of the tenant's subscriptions) again as "
+        "`/event-subscription/{id}/replay` does; unknown ids and pending ones are left alone. "
+        "Answers 202 with how many were queued."
+    ),
+    status_code=202,
+    response_model=ReplayOut,
+    responses=error_responses(400, 401, 403),
+)
+async def replay_deliveries(
+    principal: SubscriptionsWrite, body: ReplayIdsIn, db: Db, dispatcher: LocalDispatcher
+) -> Response:
+    request = service.ReplayRequest(since=None, status=body.status, ids=body.deliveryIds)
+    return await _replay(db, dispatcher, principal.tenant, None, request)
+
+
+async def _replay(
+    db: Db,
+    dispatcher: Dispatcher | None,
+    tenant: str,
+    subscription_id: str | None,
+    request: service.ReplayRequest,
+) -> Response:
     # Not a WriteConnection: the dispatcher is woken once the transaction has committed.
     async with db.write() as conn:
-        count = await service.replay(
-            conn,
-            principal.tenant,
-            subscription_id,
-            service.ReplayRequest(since=since, status=body.status),
-            utcnow(),
-        )
+        count = await service.replay(conn, tenant, subscription_id, request, utcnow())
     if count and dispatcher is not None:
         dispatcher.wake()
     return json_response({"replayed": count}, 202)

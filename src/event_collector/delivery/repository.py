@@ -369,16 +369,22 @@ async def queue_stats(conn: AsyncConnection, now: datetime) -> tuple[int, dateti
 async def list_deliveries(
     conn: AsyncConnection,
     tenant: str,
-    subscription_id: str,
+    subscription_id: str | None,
     *,
     status: str | None,
     before: tuple[datetime, str] | None,
     limit: int,
+    event_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; ``before`` is the (created_at, id) of the previous page's last row."""
-    query = select(d).where(d.c.tenant == tenant, d.c.subscription_id == subscription_id)
+    """Newest first; ``before`` is the (created_at, id) of the previous page's last row.
+    Without ``subscription_id``: the tenant's deliveries to every subscription."""
+    query = select(d).where(d.c.tenant == tenant)
+    if subscription_id is not None:
+        query = query.where(d.c.subscription_id == subscription_id)
     if status:
         query = query.where(d.c.status == status)
+    if event_id is not None:
+        query = query.where(d.c.attributes["event_id"].as_string() == event_id)
     if before:
         created_at, delivery_id = before
         query = query.where(
@@ -407,20 +413,24 @@ async def attempts_of(
 async def requeue(
     conn: AsyncConnection,
     tenant: str,
-    subscription_id: str,
+    subscription_id: str | None,
     *,
-    since: datetime,
+    since: datetime | None,
     statuses: Sequence[str],
     now: datetime,
+    ids: Sequence[str] | None = None,
 ) -> int:
+    """Queue matching deliveries again: of one subscription since a time, or the given ids."""
+    conditions = [d.c.tenant == tenant, d.c.status.in_(list(statuses))]
+    if subscription_id is not None:
+        conditions.append(d.c.subscription_id == subscription_id)
+    if since is not None:
+        conditions.append(d.c.created_at >= since)
+    if ids is not None:
+        conditions.append(d.c.id.in_(list(ids)))
     result = await conn.execute(
         update(d)
-        .where(
-            d.c.tenant == tenant,
-            d.c.subscription_id == subscription_id,
-            d.c.created_at >= since,
-            d.c.status.in_(list(statuses)),
-        )
+        .where(*conditions)
         .values(
             status="pending",
             attempts=0,
@@ -433,3 +443,34 @@ async def requeue(
         )
     )
     return int(result.rowcount or 0)
+
+
+# Console overview (tenant-scoped) ---------------------------------------------------------------
+
+
+async def attempts_since(
+    conn: AsyncConnection, tenant: str, since: datetime
+) -> list[dict[str, Any]]:
+    """The tenant's attempts since a time (subscription_id, outcome, attempted_at, error)."""
+    rows = await conn.execute(
+        select(d.c.subscription_id, a.c.outcome, a.c.attempted_at, a.c.error)
+        .select_from(a.join(d, and_(d.c.id == a.c.delivery_id, d.c.tenant == a.c.tenant)))
+        .where(a.c.tenant == tenant, a.c.attempted_at >= since)
+        .order_by(a.c.id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def tenant_queue(
+    conn: AsyncConnection, tenant: str, now: datetime
+) -> tuple[int, datetime | None]:
+    """The tenant's pending deliveries, and the due time of the oldest one that is due."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(d.c.next_attempt_at)).where(
+                d.c.tenant == tenant, d.c.status == "pending"
+            )
+        )
+    ).one()
+    oldest: datetime | None = row[1]
+    return int(row[0]), (oldest if oldest is not None and oldest <= now else None)

@@ -387,16 +387,25 @@ def _attempt_api(row: dict[str, Any]) -> dict[str, Any]:
 async def list_deliveries(
     conn: AsyncConnection,
     tenant: str,
-    subscription_id: str,
+    subscription_id: str | None,
     *,
     status: str | None,
     cursor: str | None,
     limit: int,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
-    await require_subscription(conn, tenant, subscription_id)
+    """One subscription's deliveries, or (``subscription_id`` None) all the tenant's."""
+    if subscription_id is not None:
+        await require_subscription(conn, tenant, subscription_id)
     before = _decode_cursor(cursor) if cursor else None
     rows = await repository.list_deliveries(
-        conn, tenant, subscription_id, status=status, before=before, limit=limit + 1
+        conn,
+        tenant,
+        subscription_id,
+        status=status,
+        before=before,
+        limit=limit + 1,
+        event_id=event_id,
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -427,22 +436,75 @@ async def list_deliveries(
 
 @dataclass(slots=True)
 class ReplayRequest:
-    since: datetime
+    since: datetime | None
     status: str  # failed | all
+    ids: Sequence[str] | None = None  # these deliveries (of any subscription) instead of since
 
 
 async def replay(
     conn: AsyncConnection,
     tenant: str,
-    subscription_id: str,
+    subscription_id: str | None,
     request: ReplayRequest,
     now: datetime,
 ) -> int:
-    await require_subscription(conn, tenant, subscription_id)
+    """Queue failed (or failed and delivered) deliveries again: one subscription's since a
+    time, or the tenant's deliveries named by id. Pending ones are left alone."""
+    if subscription_id is not None:
+        await require_subscription(conn, tenant, subscription_id)
+    if request.since is None and request.ids is None:
+        raise BadRequest("name the deliveries to replay: since a time, or by id")
     statuses = ["failed"] if request.status == "failed" else ["failed", "delivered"]
     count = await repository.requeue(
-        conn, tenant, subscription_id, since=request.since, statuses=statuses, now=now
+        conn,
+        tenant,
+        subscription_id,
+        since=request.since,
+        statuses=statuses,
+        now=now,
+        ids=request.ids,
     )
     if count:
         await backend_of(conn).notify(conn, NOTIFY_CHANNEL)
     return count
+
+
+# Console overview ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Health:
+    """A subscription's recent attempts: how many, how many succeeded, the last error."""
+
+    attempts: int = 0
+    successes: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.attempts if self.attempts else None
+
+
+async def health(conn: AsyncConnection, tenant: str, since: datetime) -> dict[str, Health]:
+    """Per subscription id, its attempts since a time."""
+    result: dict[str, Health] = {}
+    for row in await repository.attempts_since(conn, tenant, since):
+        entry = result.setdefault(row["subscription_id"], Health())
+        entry.attempts += 1
+        if row["outcome"] == "success":
+            entry.successes += 1
+        else:
+            entry.last_error, entry.last_error_at = row["error"], row["attempted_at"]
+    return result
+
+
+async def attempts_since(
+    conn: AsyncConnection, tenant: str, since: datetime
+) -> list[dict[str, Any]]:
+    return await repository.attempts_since(conn, tenant, since)
+
+
+async def queue(conn: AsyncConnection, tenant: str, now: datetime) -> tuple[int, datetime | None]:
+    """The tenant's pending deliveries and the due time of the oldest due one."""
+    return await repository.tenant_queue(conn, tenant, now)

@@ -114,6 +114,15 @@ class EventRepository:
         )
         return int(txid or 0)
 
+    async def received_since(self, tenant: str, since: datetime) -> list[datetime]:
+        """When each of the tenant's events since a time arrived (the console's chart)."""
+        rows = await self.conn.execute(
+            select(event_table.c.received_at).where(
+                event_table.c.tenant == tenant, event_table.c.received_at >= since
+            )
+        )
+        return [row[0] for row in rows]
+
     async def count(self, tenant: str | None) -> int:
         """How many events one tenant (or all) has stored."""
         statement = select(func.count()).select_from(event_table)

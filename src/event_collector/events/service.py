@@ -231,3 +231,8 @@ async def list_events(
         "next_cursor": encode_feed_cursor(position),
         "has_more": more,
     }
+
+
+async def received_since(conn: AsyncConnection, tenant: str, since: datetime) -> list[datetime]:
+    """When each of the tenant's events since a time arrived."""
+    return await EventRepository.from_connection(conn).received_since(tenant, since)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -58,6 +60,8 @@ class SecretBox:
     def __init__(self, keys: dict[str, bytes], current_kid: str) -> None:
         self._ciphers = {kid: AESGCM(key) for kid, key in keys.items()}
         self._current = current_kid
+        # A key for MACs derived from the newest key, never the encryption key itself.
+        self._mac_key = hmac.new(keys[current_kid], b"event-collector mac", hashlib.sha256).digest()
 
     @classmethod
     def from_key_dir(cls, key_dir: Path) -> SecretBox:
@@ -105,3 +109,9 @@ class SecretBox:
 
     def key_id_of(self, token: str) -> str:
         return token.split(".", 2)[1]
+
+    def mac(self, purpose: str, message: str) -> str:
+        """HMAC-SHA256 of ``message`` for ``purpose`` (e.g. a CSRF token bound to a session);
+        every process sharing the key directory computes the same value."""
+        digest = hmac.new(self._mac_key, f"{purpose}\0{message}".encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")

@@ -1,0 +1,1 @@
+"""The operator console (issue 14): server-rendered pages over the service layer."""
