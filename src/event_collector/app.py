@@ -17,6 +17,7 @@ from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware
+from event_collector.kit.nul import RefuseNulInUrl
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         docs_url=None,  # served with local assets by ops.docs
         redoc_url=None,
     )
+    app.add_middleware(RefuseNulInUrl)  # inside the request context (its id, its metrics)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(ops_endpoints.router)

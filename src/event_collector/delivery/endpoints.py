@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +14,7 @@ from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.timefmt import UtcDateTime
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
 
@@ -66,7 +66,7 @@ class DeliveryPage(BaseModel):
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Deliveries created at or after this time (ISO-8601)")
+    since: UtcDateTime = Field(description="Deliveries created at or after this time (ISO-8601)")
     status: Literal["failed", "all"] = Field(
         default="failed",
         description="`failed`: dead letters only; `all`: failed and delivered ones",
@@ -154,14 +154,13 @@ async def replay(
     db: Db,
     dispatcher: LocalDispatcher,
 ) -> Response:
-    since = body.since if body.since.tzinfo else body.since.replace(tzinfo=utcnow().tzinfo)
     # Not a WriteConnection: the dispatcher is woken once the transaction has committed.
     async with db.write() as conn:
         count = await service.replay(
             conn,
             principal.tenant,
             subscription_id,
-            service.ReplayRequest(since=since, status=body.status),
+            service.ReplayRequest(since=body.since, status=body.status),
             utcnow(),
         )
     if count and dispatcher is not None:

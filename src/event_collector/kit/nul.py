@@ -1,0 +1,85 @@
+"""NUL characters (U+0000): refused in identifiers, filters and URLs, on both databases.
+
+PostgreSQL cannot store NUL in text (or ``\\u0000`` in JSONB) and answers with an error that
+was a 500 (or a 503 that clients retry forever); SQLite stores it. So that both backends behave
+the same, a NUL is refused with a 400 before anything reaches the database: in the URL (path
+ids, query filters) by :class:`RefuseNulInUrl`, in request fields by :data:`NoNul`. A NUL inside
+an event's payload is not refused: the event is stored (as base64 text) and the read model
+records a problem instead (``read_model.apply.hook``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from event_collector.kit.errors import BadRequest
+from event_collector.kit.http import dumps, error_body
+
+NUL = "\x00"
+
+
+def refuse_nul(value: Any) -> Any:
+    if isinstance(value, str) and NUL in value:
+        raise PydanticCustomError("nul_character", "must not contain a NUL character (\\u0000)")
+    return value
+
+
+NoNul = AfterValidator(refuse_nul)
+"""``Annotated[str, NoNul]``: a request field that must not hold a NUL."""
+
+def contains_nul(document: Any) -> bool:
+    """Whether a decoded JSON document holds a NUL in any string, key or value."""
+    pending = [document]  # a loop, not recursion: depth is the sender's choice
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if NUL in value:
+                return True
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if NUL in key:
+                    return True
+                pending.append(item)
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+URL_NUL = BadRequest("the URL must not contain a NUL character (%00)")
+
+
+class RefuseNulInUrl:
+    """Answers 400 to a request whose path or query string encodes a NUL.
+
+    A NUL can reach a handler only percent-encoded (HTTP parsers refuse a raw one in the
+    request line), so looking for ``%00`` in the raw bytes finds every one, without decoding.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and has_nul(scope):
+            body = dumps(error_body(URL_NUL))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": URL_NUL.status_code,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def has_nul(scope: Scope) -> bool:
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    return b"%00" in raw_path or b"%00" in scope.get("query_string", b"") or NUL in scope["path"]
