@@ -23,7 +23,7 @@ from event_collector.delivery.repository import (
 )
 from event_collector.delivery.senders import Destination, Senders, SendResult
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
-from event_collector.kit.cursors import InvalidCursor, decode_cursor, encode_cursor
+from event_collector.kit.cursors import decode_cursor, encode_cursor, invalid_cursor
 from event_collector.kit.db import AnyConnection, Database, backend_of, utcnow
 from event_collector.kit.errors import NotFound
 from event_collector.kit.settings import Settings
@@ -369,7 +369,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         stamp, delivery_id = raw.split("|", 1)
         return parse_timestamp(stamp), delivery_id
     except ValueError:  # out-of-range timestamps too: only a forged cursor holds one
-        raise InvalidCursor("nextCursor") from None
+        raise invalid_cursor("nextCursor") from None
 
 
 def _attempt_api(row: dict[str, Any]) -> dict[str, Any]:

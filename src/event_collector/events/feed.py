@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from event_collector.kit.cursors import InvalidCursor, decode_cursor, encode_cursor, parse_seq
+from event_collector.kit.cursors import decode_cursor, encode_cursor, invalid_cursor, parse_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,4 +42,4 @@ def decode_feed_cursor(cursor: str) -> FeedPosition:
             return FeedPosition(None, parse_seq(raw[1:]))
     except ValueError:
         pass
-    raise InvalidCursor()
+    raise invalid_cursor()

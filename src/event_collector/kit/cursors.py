@@ -18,11 +18,9 @@ MAX_SEQ = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite
 _MAX_SEQ_DIGITS = len(str(MAX_SEQ))
 
 
-class InvalidCursor(BadRequest):
-    """The cursor is not one this server issued."""
-
-    def __init__(self, next_field: str = "next_cursor") -> None:
-        super().__init__(f"cursor is not valid; pass the {next_field} of a previous page")
+def invalid_cursor(next_field: str = "next_cursor") -> BadRequest:
+    """The error for a cursor this server did not issue (a plain BadRequest to clients)."""
+    return BadRequest(f"cursor is not valid; pass the {next_field} of a previous page")
 
 
 def encode_cursor(text: str) -> str:
@@ -30,14 +28,14 @@ def encode_cursor(text: str) -> str:
 
 
 def decode_cursor(cursor: str, *, next_field: str = "next_cursor") -> str:
-    """The text inside a cursor; :class:`InvalidCursor` unless it is base64 of printable text."""
+    """The text inside a cursor; a 400 unless it is base64 of printable text."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidCursor(next_field) from None
+        raise invalid_cursor(next_field) from None
     # No control characters (NUL above all: PostgreSQL refuses it in text parameters).
     if not text.isprintable():
-        raise InvalidCursor(next_field)
+        raise invalid_cursor(next_field)
     return text
 
 
@@ -62,8 +60,8 @@ def decode_seq_cursor(cursor: str, prefix: str, *, next_field: str = "next_curso
     """The number of a ``<prefix><seq>`` cursor (see :func:`encode_seq_cursor`)."""
     text = decode_cursor(cursor, next_field=next_field)
     if not text.startswith(prefix):
-        raise InvalidCursor(next_field)
+        raise invalid_cursor(next_field)
     try:
         return parse_seq(text[len(prefix) :])
     except ValueError:
-        raise InvalidCursor(next_field) from None
+        raise invalid_cursor(next_field) from None
