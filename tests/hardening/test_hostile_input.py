@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from typing import Any
 
 import httpx
@@ -188,7 +187,12 @@ async def test_a_replay_since_outside_utc_range_is_a_400(
     ],
 )
 async def test_a_body_nested_too_deeply_is_a_400(
-    client: httpx.AsyncClient, context: Runtime, tenant: TenantFixture, path: str, wrap: Any, depth: int
+    client: httpx.AsyncClient,
+    context: Runtime,
+    tenant: TenantFixture,
+    path: str,
+    wrap: Any,
+    depth: int,
 ) -> None:
     body = wrap("[" * depth + "]" * depth)
     response = await client.post(
@@ -310,7 +314,7 @@ async def test_a_nul_in_a_path_id_or_filter_is_a_400(
         await assert_refused(response, "must not contain a NUL character")
     for method, url in (
         ("DELETE", "/api/v1/event-subscription/s%001"),
-        ("POST", f"/api/v1/event-subscription/s%001/replay"),
+        ("POST", "/api/v1/event-subscription/s%001/replay"),
         ("POST", "/api/v1/jobs/j%001/run"),
     ):
         response = await client.request(method, url, headers=tenant.headers, json={})
@@ -369,7 +373,11 @@ async def test_a_nul_inside_a_payload_keeps_the_event_and_records_a_problem(
         (URL, subscription_body(subscription_id="s\x001"), 400),
         (URL, subscription_body(entity_type="CUSTOMER\x00"), 400),
         (URL, subscription_body(destination=sqs_destination(queueUrl=QUEUE_URL + "\x00")), 400),
-        (URL, subscription_body(destination=webhook_destination(url="https://a.example/\x00")), 400),
+        (
+            URL,
+            subscription_body(destination=webhook_destination(url="https://a.example/\x00")),
+            400,
+        ),
         (
             URL,
             subscription_body(destination=webhook_destination(headers={"X-Key": "v\x00"})),

@@ -31,6 +31,7 @@ def refuse_nul(value: Any) -> Any:
 NoNul = AfterValidator(refuse_nul)
 """``Annotated[str, NoNul]``: a request field that must not hold a NUL."""
 
+
 def contains_nul(document: Any) -> bool:
     """Whether a decoded JSON document holds a NUL in any string, key or value."""
     pending = [document]  # a loop, not recursion: depth is the sender's choice
