@@ -32,6 +32,18 @@ NoNul = AfterValidator(refuse_nul)
 """``Annotated[str, NoNul]``: a request field that must not hold a NUL."""
 
 
+def refuse_nul_inside(document: Any) -> Any:
+    if contains_nul(document):
+        raise PydanticCustomError(
+            "nul_character", "must not contain a NUL character (\\u0000) in any key or value"
+        )
+    return document
+
+
+NoNulInside = AfterValidator(refuse_nul_inside)
+"""``Annotated[dict[str, Any], NoNulInside]``: free-form JSON that must not hold a NUL."""
+
+
 def contains_nul(document: Any) -> bool:
     """Whether a decoded JSON document holds a NUL in any string, key or value."""
     pending = [document]  # a loop, not recursion: depth is the sender's choice
