@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from event_collector.kit.cursors import MAX_SEQ
 from event_collector.models import event_table, read_model_problem_table
 from event_collector.runtime import Runtime
 from tests.conftest import TenantFixture
@@ -92,6 +93,23 @@ async def test_a_cursor_out_of_range_is_a_400(
     response = await client.get(path, params={"cursor": cursor}, headers=tenant.headers)
     await assert_refused(response, f"cursor is not valid; pass the {next_field}")
     await assert_still_usable(client, tenant)
+
+
+@pytest.mark.parametrize(
+    ("path", "cursor"),
+    [
+        ("/api/v1/events", cursor_of(f"f{MAX_SEQ}.{MAX_SEQ}")),
+        ("/api/v1/events", cursor_of(f"s{MAX_SEQ}")),
+        ("/api/v1/read-model/problems", cursor_of(f"p{MAX_SEQ}")),
+        ("/api/v1/notifications", cursor_of(f"n:{MAX_SEQ}")),
+        ("/api/v1/jobs", cursor_of(f"s{MAX_SEQ}")),
+    ],
+)
+async def test_the_largest_cursor_is_still_answered(
+    client: httpx.AsyncClient, tenant: TenantFixture, path: str, cursor: str
+) -> None:
+    response = await client.get(path, params={"cursor": cursor}, headers=tenant.headers)
+    assert response.status_code == 200, response.text
 
 
 async def test_job_runs_and_delivery_cursors_out_of_range_are_400(
@@ -313,7 +331,11 @@ async def test_a_nul_in_a_path_id_or_filter_is_a_400(
         response = await client.get(url, headers=tenant.headers)
         await assert_refused(response, "must not contain a NUL character")
     for method, url in (
-        ("DELETE", "/api/v1/event-subscription/s%001"),
+        ("PUT", "/api/v1/event-subscription/s%001"),
+        ("PUT", "/api/v1/event-subscription/s%001/deactivate"),
+        ("DELETE", "/api/v1/jobs/j%001"),
+        ("PUT", "/api/v1/jobs/j%001"),
+        ("POST", "/auth/realms/t%00/protocol/openid-connect/token"),
         ("POST", "/api/v1/event-subscription/s%001/replay"),
         ("POST", "/api/v1/jobs/j%001/run"),
     ):
@@ -373,7 +395,11 @@ async def test_a_nul_inside_a_payload_keeps_the_event_and_records_a_problem(
         ("/api/v1/jobs", seed_shaped(job_parameters={"t": [{"deep": "\x00"}]}), "NUL"),
         (URL, subscription_body(subscription_id="s\x001"), "id"),
         (URL, subscription_body(entity_type="CUSTOMER\x00"), "entityType"),
-        (URL, subscription_body(destination=sqs_destination(queueUrl=QUEUE_URL + "\x00")), "queueUrl"),
+        (
+            URL,
+            subscription_body(destination=sqs_destination(queueUrl=QUEUE_URL + "\x00")),
+            "queueUrl",
+        ),
         (
             URL,
             subscription_body(destination=webhook_destination(url="https://a.example/\x00")),
@@ -385,7 +411,11 @@ async def test_a_nul_inside_a_payload_keeps_the_event_and_records_a_problem(
             "headers",
         ),
         ("/api/v1/email-settings", {"provider": "outbox", "sender_name": "n\x00"}, "NUL"),
-        ("/api/v1/email-settings", {"provider": "outbox", "sender_email": "a\x00@b.c"}, "sender_email"),
+        (
+            "/api/v1/email-settings",
+            {"provider": "outbox", "sender_email": "a\x00@b.c"},
+            "sender_email",
+        ),
     ],
 )
 async def test_a_nul_in_a_body_of_the_other_apis_is_never_a_5xx_and_both_databases_agree(

@@ -3,7 +3,7 @@
 PostgreSQL cannot store NUL in text (or ``\\u0000`` in JSONB) and answers with an error that
 was a 500 (or a 503 that clients retry forever); SQLite stores it. So that both backends behave
 the same, a NUL is refused with a 400 before anything reaches the database: in the URL (path
-ids, query filters) by :class:`RefuseNulInUrl`, in request fields by :data:`NoNul`. A NUL inside
+ids, query filters) by :func:`refuse_nul_in_url`, in request fields by :data:`NoNul`. A NUL inside
 an event's payload is not refused: the event is stored (as base64 text) and the read model
 records a problem instead (``read_model.apply.hook``).
 """
@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
 
 from event_collector.kit.errors import BadRequest
-from event_collector.kit.http import dumps, error_body
 
 NUL = "\x00"
 
@@ -62,37 +61,14 @@ def contains_nul(document: Any) -> bool:
     return False
 
 
-URL_NUL = BadRequest("the URL must not contain a NUL character (%00)")
-
-
-class RefuseNulInUrl:
-    """Answers 400 to a request whose path or query string encodes a NUL.
+def refuse_nul_in_url(request: Request) -> None:
+    """An app-wide dependency: 400 for a request whose path or query string encodes a NUL.
 
     A NUL can reach a handler only percent-encoded (HTTP parsers refuse a raw one in the
     request line), so looking for ``%00`` in the raw bytes finds every one, without decoding.
+    (The raw ingest routes take no ids or filters from the URL.)
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and has_nul(scope):
-            body = dumps(error_body(URL_NUL))
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": URL_NUL.status_code,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)
-
-
-def has_nul(scope: Scope) -> bool:
+    scope = request.scope
     raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-    return b"%00" in raw_path or b"%00" in scope.get("query_string", b"") or NUL in scope["path"]
+    if b"%00" in raw_path or b"%00" in scope.get("query_string", b"") or NUL in scope["path"]:
+        raise BadRequest("the URL must not contain a NUL character (%00)")
