@@ -457,3 +457,18 @@ async def test_a_nul_in_token_credentials_is_refused_not_a_5xx(
     )
     assert response.status_code in (400, 401), response.text
     await assert_still_usable(client, tenant)
+
+
+async def test_a_payload_timestamp_outside_utc_range_is_a_warning_not_a_failed_ingest(
+    client: httpx.AsyncClient, tenant: TenantFixture
+) -> None:
+    payload = {"id": "c-edge", "email": "e@d.ge", "updatedAt": "0001-01-01T00:00:00+14:00"}
+    body = event_body(event_type="CUSTOMER", payload=payload, entity_id="c-edge")
+    created = await client.post("/api/v1/events", json=body, headers=tenant.headers)
+    assert created.status_code == 201, created.text
+    customer = await client.get("/api/v1/customers/c-edge", headers=tenant.headers)
+    assert customer.status_code == 200, customer.text
+    problems = (await client.get("/api/v1/read-model/problems", headers=tenant.headers)).json()
+    assert [p["event_id"] for p in problems["items"]] == [body["id"]]
+    assert "modified time: not a timestamp" in problems["items"][0]["problem"]
+    await assert_still_usable(client, tenant)
