@@ -17,7 +17,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from event_collector.kit.nul import NoNulInside
+from event_collector.kit.jsondoc import FreeFormJson
 from event_collector.subscriptions.schemas import SubscriptionId
 
 NOTIFICATIONS = ("REMINDER", "PRICE_DROP", "LOW_STOCK", "BACK_IN_STOCK")
@@ -68,8 +68,9 @@ Expression = Annotated[
 ]
 TemplateId = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
 TimeZone = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]
-# Rendered into emails and stored notifications (text columns): no NUL anywhere.
-JobParameters = Annotated[dict[str, Any], NoNulInside]
+# Stored as JSON and rendered into emails and stored notifications (text columns): no NUL
+# anywhere, bounded nesting (kit.jsondoc).
+JobParameters = Annotated[dict[str, Any], FreeFormJson]
 _SCHEDULE = "A standard 5-field cron expression (minute hour day-of-month month day-of-week)."
 _EXPRESSION = (
     "Optional; wins over `schedule` when present: a 5-field cron expression, AWS style "

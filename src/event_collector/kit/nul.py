@@ -31,36 +31,6 @@ NoNul = AfterValidator(refuse_nul)
 """``Annotated[str, NoNul]``: a request field that must not hold a NUL."""
 
 
-def refuse_nul_inside(document: Any) -> Any:
-    if contains_nul(document):
-        raise PydanticCustomError(
-            "nul_character", "must not contain a NUL character (\\u0000) in any key or value"
-        )
-    return document
-
-
-NoNulInside = AfterValidator(refuse_nul_inside)
-"""``Annotated[dict[str, Any], NoNulInside]``: free-form JSON that must not hold a NUL."""
-
-
-def contains_nul(document: Any) -> bool:
-    """Whether a decoded JSON document holds a NUL in any string, key or value."""
-    pending = [document]  # a loop, not recursion: depth is the sender's choice
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if NUL in value:
-                return True
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if NUL in key:
-                    return True
-                pending.append(item)
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
-
-
 def refuse_nul_in_url(request: Request) -> None:
     """An app-wide dependency: 400 for a request whose path or query string encodes a NUL.
 

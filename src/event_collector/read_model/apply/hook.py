@@ -16,7 +16,7 @@ from sqlalchemy import Table
 
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import AnyConnection
-from event_collector.kit.nul import contains_nul
+from event_collector.kit.jsondoc import contains_nul
 from event_collector.models import variant_table
 from event_collector.read_model.apply import rules
 from event_collector.read_model.apply.caching_repository import CachingApplyRepository
