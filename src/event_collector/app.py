@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from event_collector.auth import endpoints as auth_endpoints
@@ -20,6 +20,7 @@ from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware, RequestGuard
 from event_collector.kit.ratelimit import rate_limiter
+from event_collector.kit.nul import refuse_nul_in_url
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
         redirect_slashes=False,
         docs_url=None,  # served with local assets by ops.docs
         redoc_url=None,
+        dependencies=[Depends(refuse_nul_in_url)],  # before authentication and parameters
     )
     app.request_guard = RequestGuard(
         guard_principal,

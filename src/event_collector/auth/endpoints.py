@@ -13,6 +13,7 @@ from starlette.responses import Response
 from event_collector.auth.dependencies import Tokens
 from event_collector.auth.service import OAuthError, TokenService
 from event_collector.kit.http import json_response
+from event_collector.kit.nul import NUL
 
 router = APIRouter(tags=["auth"])
 
@@ -95,7 +96,10 @@ async def _read_form(request: Request) -> dict[str, str]:
     duplicated = [name for name, values in parsed.items() if len(values) > 1]
     if duplicated:
         raise OAuthError("invalid_request", f"parameter {duplicated[0]!r} is repeated")
-    return {name: values[0] for name, values in parsed.items()}
+    form = {name: values[0] for name, values in parsed.items()}
+    if any(NUL in name or NUL in value for name, value in form.items()):
+        raise OAuthError("invalid_request", "the form must not contain a NUL character (%00)")
+    return form
 
 
 def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
@@ -104,10 +108,12 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
     if authorization.lower().startswith("basic "):
         try:
             decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-            client_id, _, client_secret = decoded.partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+            client_id, _, client_secret = (unquote(part) for part in decoded.partition(":"))
+            if NUL in client_id or NUL in client_secret:
+                raise ValueError("NUL in the credentials")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
             raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
-        return unquote(client_id), unquote(client_secret)
+        return client_id, client_secret
     form_id, form_secret = form.get("client_id"), form.get("client_secret")
     if not form_id or not form_secret:
         raise OAuthError("invalid_client", "client_id and client_secret are required", 401)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,6 +14,7 @@ from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.timefmt import UtcDateTime
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
 # The tenant's deliveries across its subscriptions (the console's dead-letter view).
@@ -71,7 +71,7 @@ class DeliveryPage(BaseModel):
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Deliveries created at or after this time (ISO-8601)")
+    since: UtcDateTime = Field(description="Deliveries created at or after this time (ISO-8601)")
     status: Literal["failed", "all"] = Field(
         default="failed",
         description="`failed`: dead letters only; `all`: failed and delivered ones",
@@ -171,8 +171,7 @@ async def replay(
     db: Db,
     dispatcher: LocalDispatcher,
 ) -> Response:
-    since = body.since if body.since.tzinfo else body.since.replace(tzinfo=utcnow().tzinfo)
-    request = service.ReplayRequest(since=since, status=body.status)
+    request = service.ReplayRequest(since=body.since, status=body.status)
     return await _replay(db, dispatcher, principal.tenant, subscription_id, request)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -24,8 +23,9 @@ from event_collector.delivery.repository import (
 )
 from event_collector.delivery.senders import Destination, Senders, SendResult
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
+from event_collector.kit.cursors import decode_cursor, encode_cursor, invalid_cursor
 from event_collector.kit.db import AnyConnection, Database, backend_of, utcnow
-from event_collector.kit.errors import BadRequest, NotFound
+from event_collector.kit.errors import NotFound
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z, parse_timestamp
 from event_collector.subscriptions.repository import SubscriptionRepository
@@ -360,17 +360,16 @@ async def require_subscription(
 
 
 def _encode_cursor(created_at: datetime, delivery_id: str) -> str:
-    raw = f"{isoformat_z(created_at)}|{delivery_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(f"{isoformat_z(created_at)}|{delivery_id}")
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    raw = decode_cursor(cursor, next_field="nextCursor")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, delivery_id = raw.split("|", 1)
         return parse_timestamp(stamp), delivery_id
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the nextCursor of a previous page") from None
+    except ValueError:  # out-of-range timestamps too: only a forged cursor holds one
+        raise invalid_cursor("nextCursor") from None
 
 
 def _attempt_api(row: dict[str, Any]) -> dict[str, Any]:

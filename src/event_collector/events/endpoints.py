@@ -30,7 +30,7 @@ from event_collector.kit.errors import BadRequest
 from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
 from event_collector.kit.settings import Settings
-from event_collector.kit.timefmt import parse_timestamp
+from event_collector.kit.timefmt import TimestampOutOfRange, parse_timestamp
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _TENANT_HEADER = TENANT_HEADER.encode()
@@ -173,6 +173,8 @@ def _timestamp(name: str, value: str | None) -> datetime | None:
         return None
     try:
         return parse_timestamp(value)
+    except TimestampOutOfRange as exc:
+        raise BadRequest(f"{name} {exc}") from None
     except ValueError:
         raise BadRequest(
             f"{name} must be an ISO-8601 timestamp, e.g. 2024-05-01T00:00:00Z"

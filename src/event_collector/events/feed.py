@@ -11,11 +11,9 @@ appear behind it. See ``events.repository.postgres_committed_feed``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 
-from event_collector.kit.errors import BadRequest
+from event_collector.kit.cursors import decode_cursor, encode_cursor, invalid_cursor, parse_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,18 +29,17 @@ FEED_START = FeedPosition(0, 0)
 
 
 def encode_feed_cursor(position: FeedPosition) -> str:
-    raw = f"f{position.txid or 0}.{position.seq}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_cursor(f"f{position.txid or 0}.{position.seq}")
 
 
 def decode_feed_cursor(cursor: str) -> FeedPosition:
+    raw = decode_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if raw.startswith("f"):
             txid, seq = raw[1:].split(".")
-            return FeedPosition(int(txid), int(seq))
+            return FeedPosition(parse_seq(txid), parse_seq(seq))
         if raw.startswith("s"):  # issued before the feed had transaction ids
-            return FeedPosition(None, int(raw[1:]))
-        raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+            return FeedPosition(None, parse_seq(raw[1:]))
+    except ValueError:
+        pass
+    raise invalid_cursor()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cached_property
@@ -13,6 +12,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 from event_collector.events.schemas import EventIn, derive_entity_type
+from event_collector.kit.ids import uuid7
 from event_collector.kit.timefmt import isoformat_z
 
 
@@ -69,7 +69,8 @@ class NewEvent(EventData):
         content_hash = hashlib.sha256(to_json(fields)).hexdigest()
         return cls(
             tenant=tenant,
-            id=event.id or str(uuid.uuid4()),
+            # Time-ordered: cheaper to index than random ids (kit.ids).
+            id=event.id or str(uuid7()),
             entity_type=derive_entity_type(event_type, event.entity_name),
             content_hash=content_hash,
             received_at=received_at,

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from event_collector.kit.nul import NoNul
+
 
 class _CaseInsensitive(StrEnum):
     """Accepts any case and surrounding blanks ("order ", "Create"). pydantic-core validates the
@@ -109,8 +111,9 @@ def derive_entity_type(event_type: str, entity_name: str | None) -> str | None:
 EventId = Annotated[
     str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x20/?#%\\\x7f]+$")
 ]
-ShortText = Annotated[str, StringConstraints(max_length=255)]
-KeyAttributes = dict[Annotated[str, StringConstraints(max_length=255)], str]
+# No NUL in stored text (PostgreSQL refuses it; see kit.nul): a 400, on both databases.
+ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
+KeyAttributes = dict[ShortText, Annotated[str, NoNul]]
 
 
 def _decode_base64_field(value: str | None, info: ValidationInfo) -> str | None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.feed import FEED_START, decode_feed_cursor, encode_feed_cursor
@@ -19,6 +17,7 @@ from event_collector.events.model import NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.events.schemas import EventIn
 from event_collector.events.writer import EventWriter, IngestResult, Outcome
+from event_collector.kit.cursors import decode_seq_cursor, encode_seq_cursor
 from event_collector.kit.db import utcnow
 from event_collector.kit.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from event_collector.kit.http import pydantic_errors, raise_for_validation
@@ -37,8 +36,9 @@ def parse_event(body: bytes, limits: IngestLimits) -> EventIn:
             body, context={"max_decoded_payload_bytes": limits.max_decoded_payload_bytes}
         )
     except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise BadRequest("the request body is not valid JSON") from None
+        for error in exc.errors():
+            if error["type"] == "json_invalid":
+                raise _not_json(error["msg"]) from None
         raise_for_validation(exc)
         raise  # unreachable: raise_for_validation always raises
 
@@ -145,11 +145,23 @@ def _validate_whole(body: bytes, context: dict[str, Any]) -> list[EventIn] | Non
         return None
 
 
+def _not_json(message: str) -> BadRequest:
+    # pydantic-core's parser stops at 200 levels of nesting (json.loads, at the interpreter's
+    # recursion limit, raised RecursionError: a 500 for a body of 1,000 brackets).
+    if "recursion limit" in message:
+        return BadRequest(
+            "the request body is nested too deeply (JSON is limited to 200 levels of nesting)"
+        )
+    return BadRequest("the request body is not valid JSON")
+
+
 def _json_items(body: bytes) -> list[Any]:
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the request body is not valid JSON") from None
+        # The same parser as the validation above: the same nesting limit, and lone UTF-16
+        # surrogates ("\ud800", which no database can store) refused as invalid JSON.
+        document = from_json(body)
+    except ValueError as exc:
+        raise _not_json(str(exc)) from None
     items = document.get("events") if isinstance(document, dict) else document
     if not isinstance(items, list):
         raise BadRequest('send a JSON array of events (or {"events": [...]})')
@@ -189,17 +201,11 @@ class EventFilters:
 
 
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+    return encode_seq_cursor("s", seq)
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("s"):
-            raise ValueError
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+    return decode_seq_cursor(cursor, "s")
 
 
 async def list_events(

@@ -17,6 +17,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from event_collector.kit.jsondoc import FreeFormJson
 from event_collector.subscriptions.schemas import SubscriptionId
 
 NOTIFICATIONS = ("REMINDER", "PRICE_DROP", "LOW_STOCK", "BACK_IN_STOCK")
@@ -67,6 +68,9 @@ Expression = Annotated[
 ]
 TemplateId = Annotated[str, StringConstraints(max_length=255, pattern=_PRINTABLE)]
 TimeZone = Annotated[str, StringConstraints(max_length=64, pattern=_PRINTABLE)]
+# Stored as JSON and rendered into emails and stored notifications (text columns): no NUL
+# anywhere, bounded nesting (kit.jsondoc).
+JobParameters = Annotated[dict[str, Any], FreeFormJson]
 _SCHEDULE = "A standard 5-field cron expression (minute hour day-of-month month day-of-week)."
 _EXPRESSION = (
     "Optional; wins over `schedule` when present: a 5-field cron expression, AWS style "
@@ -90,7 +94,7 @@ class JobIn(BaseModel):
     deleted: bool = False
     is_active: bool = True
     is_scheduled: bool = True
-    job_parameters: dict[str, Any] = Field(default_factory=dict, description=_PARAMETERS)
+    job_parameters: JobParameters = Field(default_factory=dict, description=_PARAMETERS)
     notification: Notification
     number_of_items_in_email: ItemCount = -1
     schedule: Expression = Field(default=None, description=_SCHEDULE)
@@ -111,7 +115,7 @@ class JobUpdate(BaseModel):
     deleted: bool | None = None
     is_active: bool | None = None
     is_scheduled: bool | None = None
-    job_parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS)
+    job_parameters: JobParameters | None = Field(default=None, description=_PARAMETERS)
     notification: Notification | None = None
     number_of_items_in_email: ItemCount | None = None
     schedule: Expression = Field(default=None, description=_SCHEDULE)

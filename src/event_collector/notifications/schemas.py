@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from event_collector.kit.nul import NoNul
+
 
 class NotificationOut(BaseModel):
     id: str
@@ -34,7 +36,8 @@ class NotificationPage(BaseModel):
     next_cursor: str | None
 
 
-EmailAddress = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+EmailAddress = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), NoNul]
+Name = Annotated[str, Field(max_length=255), NoNul]  # no NUL: PostgreSQL refuses it (kit.nul)
 
 
 class EmailSettingsIn(BaseModel):
@@ -44,10 +47,10 @@ class EmailSettingsIn(BaseModel):
 
     provider: Literal["outbox", "smtp", "sendgrid"] | None = None
     sender_email: EmailAddress | None = None
-    sender_name: str | None = Field(default=None, max_length=255)
+    sender_name: Name | None = None
     reply_to_email: EmailAddress | None = None
-    reply_to_name: str | None = Field(default=None, max_length=255)
-    sendgrid_api_key: str | None = Field(
+    reply_to_name: Name | None = None
+    sendgrid_api_key: Annotated[str, NoNul] | None = Field(
         default=None,
         max_length=512,
         description="Write-only; shown masked. Sending the masked value back keeps the key.",

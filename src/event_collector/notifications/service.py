@@ -8,7 +8,6 @@ NOTIFICATION messages to the tenant's subscriptions).
 
 from __future__ import annotations
 
-import base64
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from event_collector.delivery.messages import MAX_ORDERING_KEY
 from event_collector.delivery.messages import Message as DeliveryMessage
 from event_collector.jobs.runner import RunOutcome, RunRequest
 from event_collector.kit.crypto import SecretBox
+from event_collector.kit.cursors import decode_seq_cursor, encode_seq_cursor
 from event_collector.kit.db import AnyConnection, Database
 from event_collector.kit.errors import BadRequest
 from event_collector.kit.settings import Settings
@@ -467,18 +467,11 @@ async def _record(
 
 
 def _encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"n:{value}".encode()).decode().rstrip("=")
+    return encode_seq_cursor("n:", value)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != "n":
-            raise ValueError(raw)
-        return int(value)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+    return decode_seq_cursor(cursor, "n:")
 
 
 def notification_to_api(row: RowMapping) -> dict[str, Any]:

@@ -6,15 +6,14 @@ Wishlist items are read resolved (``read_model.items``); the rules that derive t
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from event_collector.kit.cursors import decode_seq_cursor, encode_seq_cursor
 from event_collector.kit.db import AnyConnection
-from event_collector.kit.errors import BadRequest, NotFound
+from event_collector.kit.errors import NotFound
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.read_model.apply.rules import (
     DEFAULT_BACK_IN_STOCK_THRESHOLD,
@@ -241,17 +240,11 @@ async def get_variant(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[
 
 
 def _encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"p{value}".encode()).decode().rstrip("=")
+    return encode_seq_cursor("p", value)
 
 
 def _decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("p"):
-            raise ValueError
-        return int(raw[1:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("cursor is not valid; pass the next_cursor of a previous page") from None
+    return decode_seq_cursor(cursor, "p")
 
 
 async def list_problems(

@@ -16,6 +16,7 @@ from sqlalchemy import Table
 
 from event_collector.events.model import StoredEvent
 from event_collector.kit.db import AnyConnection
+from event_collector.kit.jsondoc import contains_nul
 from event_collector.models import variant_table
 from event_collector.read_model.apply import rules
 from event_collector.read_model.apply.caching_repository import CachingApplyRepository
@@ -124,6 +125,10 @@ def _decode(event: StoredEvent) -> list[tuple[Any, ...]]:
         if event.payload_b64:
             return [("problem", "the payload is not valid JSON")]
         return [("problem", "the event has no payload")]
+    if contains_nul(payload):
+        # Stored and forwarded as sent (the event keeps the base64 text), but the read model
+        # cannot hold it: PostgreSQL refuses NUL in text and JSONB, and SQLite must agree.
+        return [("problem", "the payload contains a NUL character (\\u0000); not applied")]
 
     bulk = isinstance(payload, list)
     elements = payload if bulk else [payload]
