@@ -19,8 +19,8 @@ from event_collector.jobs import endpoints as job_endpoints
 from event_collector.kit.http import ErrorBody, install_error_handlers
 from event_collector.kit.logging import access_log
 from event_collector.kit.middleware import RequestContextMiddleware, RequestGuard
-from event_collector.kit.ratelimit import rate_limiter
 from event_collector.kit.nul import refuse_nul_in_url
+from event_collector.kit.ratelimit import rate_limiter
 from event_collector.kit.raw_routes import EventCollectorApp
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.notifications import endpoints as notification_endpoints

@@ -25,7 +25,7 @@ from event_collector.delivery.senders import Destination, Senders, SendResult
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
 from event_collector.kit.cursors import decode_cursor, encode_cursor, invalid_cursor
 from event_collector.kit.db import AnyConnection, Database, backend_of, utcnow
-from event_collector.kit.errors import NotFound
+from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z, parse_timestamp
 from event_collector.subscriptions.repository import SubscriptionRepository
