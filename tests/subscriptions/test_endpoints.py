@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from event_collector.kit.db import utcnow
 from event_collector.models import subscription_table
 from event_collector.runtime import Runtime
-from event_collector.subscriptions.service import secret_associated_data
+from event_collector.subscriptions.service import open_headers, secret_associated_data
 from tests.conftest import TenantFixture, make_tenant
 from tests.subscriptions.helpers import (
     ACCESS_KEY,
@@ -394,7 +394,13 @@ async def test_sensitive_webhook_headers_are_masked_and_round_trip(
     updated = await client.put(f"{URL}/{body['id']}", json=created, headers=tenant.headers)
     assert updated.status_code == 200, updated.text
     row = await stored_row(context, tenant.name, body["id"])
-    assert row["destination"]["headers"]["Authorization"] == "Bearer sk_live_0123456789abcdef"
+    # stored sealed (names and values), and the masked value sent back kept the real one
+    assert "headers" not in row["destination"]
+    assert "sk_live" not in str(row) and "X-Team" not in str(row)
+    assert open_headers(context.secrets, tenant.name, body["id"], row["headers_sealed"]) == {
+        "Authorization": "Bearer sk_live_0123456789abcdef",
+        "X-Team": "crm",
+    }
     # a masked header value with nothing stored to keep is refused
     created["destination"]["webhook"]["headers"]["X-Api-Key"] = MASK + "zzzz"
     refused = await client.put(f"{URL}/{body['id']}", json=created, headers=tenant.headers)
