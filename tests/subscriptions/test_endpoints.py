@@ -600,10 +600,24 @@ async def test_put_replaces_the_secret_and_checks_key_changes(
         headers=tenant.headers,
     )
     assert_bad_request(new_key, "no stored secret for this accessKey")
-    # dropping both keys switches to the server's credentials and forgets the secret
-    dropped = await client.put(
+    # dropping both keys asks for the server's credentials: refused for a queue the operator
+    # did not allow (the secret stays) ...
+    refused = await client.put(
         path,
         json={"destination": sqs_destination(accessKey=None, accessSecret=None)},
+        headers=tenant.headers,
+    )
+    assert_bad_request(refused, "EC_AWS_SERVER_CREDENTIALS_ALLOW")
+    assert await stored_secret(context, tenant.name, body["id"]) == "another-secret-value-1234"
+    # ... and switches to them, forgetting the secret, for an allowed one (tests/conftest.py)
+    allowed_queue = "https://sqs.eu-west-1.amazonaws.com/000000000000/orders"
+    dropped = await client.put(
+        path,
+        json={
+            "destination": sqs_destination(
+                queueUrl=allowed_queue, accessKey=None, accessSecret=None
+            )
+        },
         headers=tenant.headers,
     )
     assert dropped.status_code == 200, dropped.text

@@ -17,13 +17,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from event_collector.kit.awsallow import ServerCredentialsPolicy
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError, is_masked, mask
 from event_collector.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from event_collector.kit.netpolicy import url_refusal
@@ -52,10 +53,14 @@ DEACTIVATE_ACCEPTED: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """What the service needs from the server: the secret box and the SSRF allow-list."""
+    """What the service needs from the server: the secret box, the SSRF allow-list and the
+    destinations the server's own AWS credentials may be used for (none by default)."""
 
     box: SecretBox
     webhook_allowed_hosts: Sequence[str] = ()
+    aws_server_credentials: ServerCredentialsPolicy = field(
+        default_factory=lambda: ServerCredentialsPolicy(())
+    )
 
 
 @dataclass(slots=True)
@@ -113,12 +118,17 @@ def _problem(loc: list[str | int], msg: str) -> ValidationFailed:
     return ValidationFailed([{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
-def _validate_destination(destination: DestinationIn, policy: Policy) -> Destination:
+def _validate_destination(destination: DestinationIn, policy: Policy, tenant: str) -> Destination:
     normalized = normalize_destination(destination)
     if normalized.type == "WEBHOOK":
         problem = url_refusal(normalized.config["url"], policy.webhook_allowed_hosts)
         if problem:
             raise _problem(["destination", "webhook", "url"], problem)
+    else:
+        problem = policy.aws_server_credentials.refusal(tenant, normalized.type, normalized.config)
+        if problem:
+            block = "sns" if destination.sns is not None else "sqs"
+            raise _problem(["destination", block, "accessKey"], problem)
     return normalized
 
 
@@ -228,7 +238,7 @@ def _seal(policy: Policy, tenant: str, subscription_id: str, secret: str | None)
 async def create_subscription(
     conn: AsyncConnection, policy: Policy, tenant: str, body: SubscriptionIn, now: datetime
 ) -> Written:
-    destination = _validate_destination(body.destination, policy)
+    destination = _validate_destination(body.destination, policy, tenant)
     secret, reveal = _resolve_secret(destination, body.destination, None, policy)
     config, headers = _split_headers(destination, None, policy)
     subscription_id = body.id or str(uuid.uuid4())
@@ -286,7 +296,9 @@ async def update_subscription(
             "a subscription's id cannot change"
         )
     destination = (
-        _validate_destination(body.destination, policy) if body.destination is not None else None
+        _validate_destination(body.destination, policy, tenant)
+        if body.destination is not None
+        else None
     )
     repository = SubscriptionRepository.from_connection(conn)
     stored = await repository.get(tenant, subscription_id, for_update=True)
