@@ -78,8 +78,11 @@ def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
 def is_public(address: IPAddress) -> bool:
     """Whether ``address`` is a public unicast address (see the module docstring)."""
     address = unmapped(address)
-    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL_USE:
-        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        if address in _NAT64:  # (in ::/8, "reserved"): exactly as public as the IPv4 it carries
+            return is_public(embedded_ipv4(address)[0])
     if not all(is_public(carried) for carried in embedded_ipv4(address)):
         return False
     return not (
