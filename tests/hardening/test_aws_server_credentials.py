@@ -69,9 +69,15 @@ def test_the_setting_syntax_and_its_start_up_check(monkeypatch: pytest.MonkeyPat
     topic = {"topicArn": "arn:aws:sns:eu-west-1:111122223333:shop-orders", "region": "eu-west-1"}
     assert policy.allows("acme", "SNS", topic)
     assert not policy.allows("globex", "SNS", topic)  # a tenant's entry is that tenant's only
-    queue = {"queueUrl": f"https://sqs.us-east-1.amazonaws.com/210987654321/q", "region": "us-east-1"}
+    queue = {
+        "queueUrl": "https://sqs.us-east-1.amazonaws.com/210987654321/q",
+        "region": "us-east-1",
+    }
     assert policy.allows("globex", "SQS", queue)  # by account id
-    by_url = {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/444455556666/x", "region": "eu-west-1"}
+    by_url = {
+        "queueUrl": "https://sqs.eu-west-1.amazonaws.com/444455556666/x",
+        "region": "eu-west-1",
+    }
     assert policy.allows("globex", "SQS", by_url)
     assert not policy.allows("globex", "SQS", {**by_url, "queueUrl": QUEUE_URL})
     # an SQS ARN prefix matches the queue behind a URL
@@ -80,7 +86,10 @@ def test_the_setting_syntax_and_its_start_up_check(monkeypatch: pytest.MonkeyPat
     assert not arn_policy.allows("t", "SQS", {"queueUrl": QUEUE_URL, "region": "eu-west-2"})
     # empty (the default): nothing, and a subscription's own keys always go
     assert not ServerCredentialsPolicy([]).allows("t", "SNS", {"topicArn": TOPIC_ARN})
-    assert ServerCredentialsPolicy([]).refusal("t", "SNS", {"topicArn": TOPIC_ARN, "accessKey": "A"}) is None
+    assert (
+        ServerCredentialsPolicy([]).refusal("t", "SNS", {"topicArn": TOPIC_ARN, "accessKey": "A"})
+        is None
+    )
     assert ServerCredentialsPolicy(["*"]).allows("t", "SNS", {"topicArn": TOPIC_ARN})
 
     for bad in ("12345", "acme=", "sqs.eu-west-1.amazonaws.com/1/", "bad tenant=123456789012"):
@@ -97,7 +106,9 @@ def _refused(response: httpx.Response, block: str) -> None:
 
 
 async def test_writing_a_subscription_that_needs_server_credentials_is_refused_unless_allowed(
-    client: httpx.AsyncClient, tenant: TenantFixture, moto_endpoint: str  # noqa: F811
+    client: httpx.AsyncClient,
+    tenant: TenantFixture,
+    moto_endpoint: str,  # noqa: F811
 ) -> None:
     no_keys = {"accessKey": ..., "accessSecret": ...}
     for destination, block in (
@@ -105,7 +116,12 @@ async def test_writing_a_subscription_that_needs_server_credentials_is_refused_u
         (sns_destination(**no_keys), "sns"),
         ({"type": "SNS", "sqs": {"queueUrl": TOPIC_ARN}}, "sqs"),  # the seed's legacy form
         # the allowed prefix names moto's queues, not AWS's of the same account
-        (sqs_destination(queueUrl=f"https://sqs.us-east-1.amazonaws.com/{MOTO_ACCOUNT}/allowed-x", **no_keys), "sqs"),
+        (
+            sqs_destination(
+                queueUrl=f"https://sqs.us-east-1.amazonaws.com/{MOTO_ACCOUNT}/allowed-x", **no_keys
+            ),
+            "sqs",
+        ),
     ):
         body = subscription_body(destination=destination)
         _refused(await client.post(URL, json=body, headers=tenant.headers), block)
@@ -151,9 +167,7 @@ async def test_a_tenants_entry_allows_that_tenant_only(
     assert written.row["destination"]["accessKey"] is None
     with pytest.raises(ValidationFailed, match="EC_AWS_SERVER_CREDENTIALS_ALLOW"):
         async with context.db.write() as conn:
-            await service.create_subscription(
-                conn, policy, other_tenant.name, body, utcnow()
-            )
+            await service.create_subscription(conn, policy, other_tenant.name, body, utcnow())
 
 
 @pytest_asyncio.fixture
@@ -188,9 +202,7 @@ async def test_the_sender_refuses_a_stored_destination_outside_the_allow_list(
     }
     events = await post_events(client, tenant, 2)
     made = await route(context, tenant.name, list(subs.values()), [e["id"] for e in events])
-    by_sub = {
-        name: [made[(sub, e["id"])] for e in events] for name, sub in subs.items()
-    }
+    by_sub = {name: [made[(sub, e["id"])] for e in events] for name, sub in subs.items()}
     await wait_status(context, by_sub["allowed"], "delivered")
     failed = await wait_status(context, by_sub["denied"], "failed")
     for row in failed.values():

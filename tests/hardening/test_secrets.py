@@ -19,7 +19,6 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -95,13 +94,15 @@ def _found(needles: dict[str, str], haystack: str) -> list[str]:
 
 
 async def _deliver_events(
-    context: Runtime, client: httpx.AsyncClient, tenant: TenantFixture, subs: list[str], h: Haystacks
+    context: Runtime,
+    client: httpx.AsyncClient,
+    tenant: TenantFixture,
+    subs: list[str],
+    h: Haystacks,
 ) -> dict[str, str]:
     """Post an event routed to ``subs``: subscription id → its delivery id."""
     body = event_body(payload={"note": "secrets test"})
-    h.record(
-        response := await client.post("/api/v1/events", json=body, headers=tenant.headers)
-    )
+    h.record(response := await client.post("/api/v1/events", json=body, headers=tenant.headers))
     assert response.status_code == 201, response.text
     made = await route(context, tenant.name, subs, [response.json()["id"]])
     return {sub: delivery for (sub, _), delivery in made.items()}

@@ -48,7 +48,14 @@ async def test_0008_seals_the_headers_stored_in_clear_and_its_downgrade_restores
         destinations = {
             "with-headers": ("WEBHOOK", {"url": "https://hooks.example.com/a", "headers": headers}),
             "no-headers": ("WEBHOOK", {"url": "https://hooks.example.com/b", "headers": {}}),
-            "queue": ("SQS", {"queueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "region": "eu-west-1", "accessKey": None}),
+            "queue": (
+                "SQS",
+                {
+                    "queueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q",
+                    "region": "eu-west-1",
+                    "accessKey": None,
+                },
+            ),
         }
         async with db.write() as conn:
             await conn.execute(sa.insert(tenant_table).values(id="t-0008", created_at=now))

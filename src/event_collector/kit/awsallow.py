@@ -75,8 +75,8 @@ class Target:
 def target_of(destination_type: str, config: Mapping[str, Any]) -> Target:
     if destination_type == "SNS":
         arn = str(config.get("topicArn") or "")
-        parts = arn.split(":")
-        return Target(arn, arn, parts[4] if len(parts) > 5 else None)
+        fields = arn.split(":")
+        return Target(arn, arn, fields[4] if len(fields) > 5 else None)
     url = str(config.get("queueUrl") or "")
     try:
         parts = urlsplit(url)
@@ -106,15 +106,17 @@ class ServerCredentialsPolicy:
                 return True
             if entry.kind == "account" and target.account == entry.value:
                 return True
-            if entry.kind == "arn" and target.arn is not None and target.arn.startswith(entry.value):
+            if (
+                entry.kind == "arn"
+                and target.arn is not None
+                and target.arn.startswith(entry.value)
+            ):
                 return True
             if entry.kind == "url" and target.address.startswith(entry.value):
                 return True
         return False
 
-    def refusal(
-        self, tenant: str, destination_type: str, config: Mapping[str, Any]
-    ) -> str | None:
+    def refusal(self, tenant: str, destination_type: str, config: Mapping[str, Any]) -> str | None:
         """Why this destination may not use the server's credentials, or None (also None when
         the destination has its own keys)."""
         if config.get("accessKey") or self.allows(tenant, destination_type, config):

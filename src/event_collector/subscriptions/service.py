@@ -12,12 +12,13 @@ omits the secret, or sends the masked value back, keeps the stored one; a new va
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +59,7 @@ class Policy:
 
     box: SecretBox
     webhook_allowed_hosts: Sequence[str] = ()
-    aws_server_credentials: ServerCredentialsPolicy = field(
+    aws_server_credentials: ServerCredentialsPolicy = dataclasses.field(
         default_factory=lambda: ServerCredentialsPolicy(())
     )
 
@@ -324,7 +325,11 @@ async def update_subscription(
         assert body.destination is not None
         secret, reveal = _resolve_secret(destination, body.destination, stored, policy)
         config, headers = _split_headers(destination, stored, policy)
-        before = (stored["destination_type"], stored["destination"], _stored_headers(policy, stored))
+        before = (
+            stored["destination_type"],
+            stored["destination"],
+            _stored_headers(policy, stored),
+        )
         changes["destination_type"] = destination.type
         changes["destination"] = config
         changes["secret_sealed"] = _seal(policy, tenant, subscription_id, secret)
@@ -471,7 +476,9 @@ async def reseal_batch(
                 plaintext = box.open(sealed, associated_data=associated_data)
             except SecretDecryptionError:
                 progress.unreadable += 1
-                logger.warning("cannot open the %s of subscription %s of %s", column, row.id, row.tenant)
+                logger.warning(
+                    "cannot open the %s of subscription %s of %s", column, row.id, row.tenant
+                )
                 continue
             resealed = box.seal(plaintext, associated_data=associated_data)
             if await repository.replace_sealed(row.tenant, row.id, column, sealed, resealed):
