@@ -101,6 +101,9 @@ async def _create(
     for sub in chosen["sub"]:
         listed = await client.get(f"{SUBSCRIPTIONS}/{sub}/deliveries", headers=h)
         created.generated.update(d["id"] for d in listed.json()["items"])
+        # inactive: the deliveries stay listed, and no other module's dispatcher sends them
+        deactivated = await client.put(f"{SUBSCRIPTIONS}/{sub}/deactivate", headers=h)
+        assert deactivated.status_code == 202, deactivated.text
     notified = await client.get("/api/v1/notifications", headers=h)
     created.notifications.update(n["id"] for n in notified.json()["notifications"])
     return created
