@@ -1,5 +1,6 @@
 """Secrets at rest: webhook custom headers sealed (migration 0008 seals the rows stored in
-clear before it), the SQLite database and the key files owner-only."""
+clear before it; reseal-secrets moves them to the newest key), the SQLite database and the key
+files owner-only."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from event_collector.auth.keys import load_signing_keys
 from event_collector.delivery.service import destination_of
 from event_collector.kit import migrate
-from event_collector.kit.crypto import SecretBox, create_key_file
+from event_collector.kit.crypto import KEY_PREFIX, SecretBox, create_key_file
 from event_collector.kit.db import Database, utcnow
 from event_collector.models import subscription_table, tenant_table
-from event_collector.subscriptions.service import open_headers
-from tests.conftest import make_settings
+from event_collector.runtime import Runtime
+from event_collector.subscriptions.service import open_headers, reseal_batch, seal_headers
+from tests.conftest import TenantFixture, make_settings
+from tests.subscriptions.helpers import URL, subscription_body, webhook_destination
 
 AUTHORIZATION = "Bearer sk_live_migrated_0123456789"
 API_KEY = "xk-migrated-abcdef0123456789"
@@ -156,3 +161,41 @@ def test_key_files_and_the_directories_we_create_are_owner_only(tmp_path: Path) 
     files = sorted(key_dir.iterdir())
     assert {p.name.split("-")[0] for p in files} == {"secret", "jwt"}
     assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+async def test_reseal_moves_sealed_headers_to_the_newest_key(
+    client: httpx.AsyncClient, tenant: TenantFixture, context: Runtime
+) -> None:
+    current = context.secrets.current_kid
+    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
+    old_key = AESGCM.generate_key(bit_length=256)
+    old_box = SecretBox({"old": old_key}, current_kid="old")
+    rotated = SecretBox({"old": old_key, current: current_key}, current_kid=current)
+    headers = {"Authorization": AUTHORIZATION}
+    body = subscription_body(destination=webhook_destination(headers=headers))
+    assert (await client.post(URL, json=body, headers=tenant.headers)).status_code == 201
+    # as if sealed before the rotation
+    key = (subscription_table.c.tenant == tenant.name) & (subscription_table.c.id == body["id"])
+    async with context.db.write() as conn:
+        await conn.execute(
+            sa.update(subscription_table)
+            .where(key)
+            .values(headers_sealed=seal_headers(old_box, tenant.name, body["id"], headers))
+        )
+
+    after = None
+    while True:
+        async with context.db.write() as conn:
+            progress = await reseal_batch(conn, rotated, after)
+        if progress.next_after is None:
+            break
+        after = progress.next_after
+    async with context.db.read() as conn:
+        sealed = (
+            await conn.execute(sa.select(subscription_table.c.headers_sealed).where(key))
+        ).scalar_one()
+    assert context.secrets.key_id_of(sealed) == current
+    fetched = await client.get(f"{URL}/{body['id']}", headers=tenant.headers)
+    assert fetched.json()["destination"]["webhook"]["headers"] == {
+        "Authorization": "********" + AUTHORIZATION[-4:]
+    }
