@@ -42,9 +42,17 @@ def _box() -> SecretBox:
     box = context.config.attributes.get("secrets")
     if isinstance(box, SecretBox):
         return box
+    from event_collector.kit.crypto import KEY_PREFIX
     from event_collector.kit.settings import load_settings
 
-    return SecretBox.from_key_dir(load_settings().key_dir)
+    key_dir = load_settings().key_dir
+    if not any(key_dir.glob(f"{KEY_PREFIX}*.bin")):
+        # A new key here would seal what the servers, with their own keys, cannot open.
+        raise RuntimeError(
+            f"migration 0008 seals webhook headers with the secret keys in EC_KEY_DIR, and "
+            f"{key_dir} has none: run it with the servers' key directory"
+        )
+    return SecretBox.from_key_dir(key_dir)
 
 
 def _associated(tenant: str, subscription_id: str) -> str:
