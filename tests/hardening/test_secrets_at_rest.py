@@ -42,7 +42,7 @@ async def _rows(db: Database) -> dict[str, dict[str, object]]:
 
 
 async def test_0008_seals_the_headers_stored_in_clear_and_its_downgrade_restores_them(
-    empty_database_url: str, key_dir: Path, monkeypatch: pytest.MonkeyPatch
+    empty_database_url: str, key_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = Database.from_settings(make_settings(empty_database_url, key_dir))
     box = SecretBox.from_key_dir(key_dir)
@@ -81,6 +81,13 @@ async def test_0008_seals_the_headers_stored_in_clear_and_its_downgrade_restores
                     )
                 )
         assert AUTHORIZATION in str(await _rows(db))  # the probe below can fail
+
+        # Not with a key directory that has no key (a new one would not open on the servers)
+        monkeypatch.setenv("EC_KEY_DIR", str(tmp_path / "no-keys"))
+        with pytest.raises(RuntimeError, match="has none"):
+            await migrate.upgrade(db)
+        assert await migrate.current_revision(db) == "0007"
+        assert not (tmp_path / "no-keys").exists()
 
         await migrate.upgrade(db, secrets=box)
         rows = await _rows(db)
