@@ -109,6 +109,9 @@ def make_settings(database_url: str, key_dir: Path, **overrides: Any) -> Setting
         "dispatcher_enabled": False,
         # Job tests run their own schedulers (tests/jobs).
         "scheduler_enabled": False,
+        # The server's own AWS credentials are allowed for the suite's stand-in account only
+        # (LocalStack's); every other destination needs its own keys (tests/hardening).
+        "aws_server_credentials_allow": ["000000000000"],
     }
     values.update(overrides)
     return Settings(**values)

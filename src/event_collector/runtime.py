@@ -132,7 +132,7 @@ class Runtime:
     async def start(self) -> None:
         """Migrate the schema when configured to, then start the components in order."""
         if self.settings.should_auto_migrate:
-            await migrate.upgrade(self.db)
+            await migrate.upgrade(self.db, secrets=self.secrets)
         for component in self._components:
             await component.start()
             self._started.append(component)

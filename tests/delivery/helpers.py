@@ -17,7 +17,7 @@ from event_collector.kit.db import utcnow
 from event_collector.models import delivery_attempt_table, delivery_table
 from event_collector.models import subscription_table as s
 from event_collector.runtime import Runtime
-from event_collector.subscriptions.service import secret_associated_data
+from event_collector.subscriptions.service import seal_headers, secret_associated_data
 from tests.conftest import TenantFixture
 from tests.factories import event_body
 
@@ -44,6 +44,9 @@ async def create_subscription(
         if secret
         else None
     )
+    # Stored as the service stores them: custom headers sealed, out of the destination JSON.
+    destination = dict(destination)
+    headers = destination.pop("headers", None) or {}
     now = utcnow()
     async with context.db.write() as conn:
         await conn.execute(
@@ -58,6 +61,7 @@ async def create_subscription(
                 destination_type=destination_type,
                 destination=destination,
                 secret_sealed=sealed,
+                headers_sealed=seal_headers(context.secrets, tenant, subscription_id, headers),
                 created_at=now,
                 updated_at=now,
             )

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from event_collector.kit.db import utcnow
 from event_collector.models import subscription_table
 from event_collector.runtime import Runtime
-from event_collector.subscriptions.service import secret_associated_data
+from event_collector.subscriptions.service import open_headers, secret_associated_data
 from tests.conftest import TenantFixture, make_tenant
 from tests.subscriptions.helpers import (
     ACCESS_KEY,
@@ -394,7 +394,14 @@ async def test_sensitive_webhook_headers_are_masked_and_round_trip(
     updated = await client.put(f"{URL}/{body['id']}", json=created, headers=tenant.headers)
     assert updated.status_code == 200, updated.text
     row = await stored_row(context, tenant.name, body["id"])
-    assert row["destination"]["headers"]["Authorization"] == "Bearer sk_live_0123456789abcdef"
+    # stored sealed (names and values), and the masked value sent back kept the real one
+    assert "headers" not in row["destination"]
+    assert "sk_live" not in str(row)
+    assert "X-Team" not in str(row)
+    assert open_headers(context.secrets, tenant.name, body["id"], row["headers_sealed"]) == {
+        "Authorization": "Bearer sk_live_0123456789abcdef",
+        "X-Team": "crm",
+    }
     # a masked header value with nothing stored to keep is refused
     created["destination"]["webhook"]["headers"]["X-Api-Key"] = MASK + "zzzz"
     refused = await client.put(f"{URL}/{body['id']}", json=created, headers=tenant.headers)
@@ -594,10 +601,24 @@ async def test_put_replaces_the_secret_and_checks_key_changes(
         headers=tenant.headers,
     )
     assert_bad_request(new_key, "no stored secret for this accessKey")
-    # dropping both keys switches to the server's credentials and forgets the secret
-    dropped = await client.put(
+    # dropping both keys asks for the server's credentials: refused for a queue the operator
+    # did not allow (the secret stays) ...
+    refused = await client.put(
         path,
         json={"destination": sqs_destination(accessKey=None, accessSecret=None)},
+        headers=tenant.headers,
+    )
+    assert_bad_request(refused, "EC_AWS_SERVER_CREDENTIALS_ALLOW")
+    assert await stored_secret(context, tenant.name, body["id"]) == "another-secret-value-1234"
+    # ... and switches to them, forgetting the secret, for an allowed one (tests/conftest.py)
+    allowed_queue = "https://sqs.eu-west-1.amazonaws.com/000000000000/orders"
+    dropped = await client.put(
+        path,
+        json={
+            "destination": sqs_destination(
+                queueUrl=allowed_queue, accessKey=None, accessSecret=None
+            )
+        },
         headers=tenant.headers,
     )
     assert dropped.status_code == 200, dropped.text

@@ -17,6 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from event_collector.kit.fileperms import make_owner_only_dir
+
 KEY_PREFIX = "jwt-signing-"
 
 
@@ -51,7 +53,7 @@ def _kid_for(key: rsa.RSAPrivateKey) -> str:
 
 
 def generate_key_file(key_dir: Path) -> Path:
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_owner_only_dir(key_dir)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -74,7 +76,7 @@ def load_signing_keys(key_dir: Path, *, create: bool = True) -> list[SigningKey]
     )
     if not paths and create:
         lock = key_dir / ".create.lock"
-        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_owner_only_dir(key_dir)
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:

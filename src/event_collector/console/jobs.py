@@ -93,7 +93,13 @@ async def create(console: Session) -> Response:
     console.require("jobs:write")
     body = parse_body(JobIn, _body(await Form.of(console)))
     async with console.runtime.db.write() as conn:
-        job = await service.create_job(conn, console.tenant, body, utcnow())
+        job = await service.create_job(
+            conn,
+            console.tenant,
+            body,
+            utcnow(),
+            max_jobs=console.runtime.settings.max_jobs_per_tenant,
+        )
     _wake(console)
     return redirect(f"/console/jobs/{quoted(job['id'])}", "Job created.")
 
@@ -112,7 +118,14 @@ async def update(console: Session, job_id: str) -> Response:
     console.require("jobs:write")
     body = parse_body(JobUpdate, _body(await Form.of(console)) | {"id": job_id})
     async with console.runtime.db.write() as conn:
-        await service.update_job(conn, console.tenant, job_id, body, utcnow())
+        await service.update_job(
+            conn,
+            console.tenant,
+            job_id,
+            body,
+            utcnow(),
+            max_jobs=console.runtime.settings.max_jobs_per_tenant,
+        )
     _wake(console)
     return redirect(f"/console/jobs/{quoted(job_id)}", "Job saved.")
 

@@ -45,7 +45,7 @@ SECRET_FIELDS = frozenset({"secret", "accessSecret"})
 
 def _policy(console: Console) -> service.Policy:
     runtime = console.runtime
-    return service.Policy(runtime.secrets, runtime.settings.webhook_allowed_hosts)
+    return service.Policy.of(runtime.secrets, runtime.settings)
 
 
 def _headers(text: str) -> dict[str, str]:

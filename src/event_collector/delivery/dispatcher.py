@@ -229,6 +229,7 @@ class Dispatcher:
                     first.destination_type,
                     first.destination,
                     first.secret_sealed,
+                    first.headers_sealed,
                 )
             except SecretDecryptionError as exc:
                 destination = SendResult(

@@ -186,7 +186,10 @@ class Senders:
         """Send up to one batch (10 for AWS, 1 for webhooks is typical) and time it."""
         started = time.perf_counter()
         try:
-            if destination.type == "SQS":
+            refusal = self._server_credentials_refusal(destination)
+            if refusal is not None:
+                results = [SendResult(False, error=refusal, permanent=True) for _ in messages]
+            elif destination.type == "SQS":
                 results = await self._send_sqs(destination, messages)
             elif destination.type == "SNS":
                 results = await self._send_sns(destination, messages)
@@ -213,6 +216,16 @@ class Senders:
         return results
 
     # AWS --------------------------------------------------------------------------------------
+
+    def _server_credentials_refusal(self, destination: Destination) -> str | None:
+        """Defence in depth: a stored subscription the allow-list no longer (or never) covered
+        is not sent with the server's credentials (the API refuses to store one)."""
+        if destination.type not in ("SQS", "SNS"):
+            return None
+        refusal = self._settings.aws_server_credentials.refusal(
+            destination.tenant, destination.type, destination.config
+        )
+        return f"refused: {refusal}" if refusal else None
 
     async def _client(self, service: str, destination: Destination) -> Any:
         config = destination.config

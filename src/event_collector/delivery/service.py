@@ -29,7 +29,7 @@ from event_collector.kit.errors import BadRequest, NotFound
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z, parse_timestamp
 from event_collector.subscriptions.repository import SubscriptionRepository
-from event_collector.subscriptions.service import secret_associated_data
+from event_collector.subscriptions.service import open_headers, secret_associated_data
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class ClaimedDelivery:
     destination_type: str
     destination: dict[str, Any]
     secret_sealed: str | None
+    headers_sealed: str | None
 
     @property
     def key(self) -> DestinationKey:
@@ -188,6 +189,7 @@ def _claimed(delivery: LeasedDelivery, subscription: Any) -> ClaimedDelivery:
         destination_type=subscription.destination_type,
         destination=subscription.destination or {},
         secret_sealed=subscription.secret_sealed,
+        headers_sealed=subscription.headers_sealed,
     )
 
 
@@ -198,14 +200,19 @@ def destination_of(
     destination_type: str,
     destination: dict[str, Any],
     secret_sealed: str | None,
+    headers_sealed: str | None,
 ) -> Destination:
-    """Raises ``kit.crypto.SecretDecryptionError`` when the secret cannot be opened."""
+    """Raises ``kit.crypto.SecretDecryptionError`` when the secret or the custom headers cannot
+    be opened."""
     secret = (
         secrets.open(secret_sealed, associated_data=secret_associated_data(tenant, subscription_id))
         if secret_sealed
         else None
     )
-    return Destination(tenant, subscription_id, destination_type, dict(destination), secret)
+    config = dict(destination)
+    if headers_sealed:
+        config["headers"] = open_headers(secrets, tenant, subscription_id, headers_sealed)
+    return Destination(tenant, subscription_id, destination_type, config, secret)
 
 
 async def send_test_message(
@@ -230,6 +237,7 @@ async def send_test_message(
             subscription["destination_type"],
             subscription["destination"],
             subscription["secret_sealed"],
+            subscription["headers_sealed"],
         )
     except SecretDecryptionError:
         return SendResult(False, error="the destination secret cannot be opened", permanent=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from event_collector.kit.fileperms import make_owner_only_dir
+
 KEY_PREFIX = "secret-key-"
 _VERSION = "v1"
 
@@ -41,7 +43,7 @@ def is_masked(value: str | None) -> bool:
 
 def create_key_file(key_dir: Path, kid: str | None = None) -> str:
     """Write a new random key; the exclusive create makes a racing second writer fail."""
-    key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_owner_only_dir(key_dir)
     kid = kid or secrets.token_hex(4)
     path = key_dir / f"{KEY_PREFIX}{kid}.bin"
     staging = key_dir / f".{KEY_PREFIX}{kid}.{os.getpid()}.tmp"

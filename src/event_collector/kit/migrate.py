@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, String, column, inspect, select, table
 
+from event_collector.kit.crypto import SecretBox
 from event_collector.kit.db import Database
 
 VERSION_TABLE = "alembic_version"
@@ -27,22 +28,31 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-async def _run(db: Database, alembic_command: Callable[[Config, str], None], rev: str) -> None:
+async def _run(
+    db: Database,
+    alembic_command: Callable[[Config, str], None],
+    rev: str,
+    secrets: SecretBox | None,
+) -> None:
     def _in_transaction(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
+        # Migrations that (re)seal secrets at rest use it (else the settings' key directory).
+        config.attributes["secrets"] = secrets
         alembic_command(config, rev)
 
     async with db.write() as conn:
         await conn.run_sync(_in_transaction)
 
 
-async def upgrade(db: Database, revision: str = "head") -> None:
-    await _run(db, command.upgrade, revision)
+async def upgrade(
+    db: Database, revision: str = "head", *, secrets: SecretBox | None = None
+) -> None:
+    await _run(db, command.upgrade, revision, secrets)
 
 
-async def downgrade(db: Database, revision: str) -> None:
-    await _run(db, command.downgrade, revision)
+async def downgrade(db: Database, revision: str, *, secrets: SecretBox | None = None) -> None:
+    await _run(db, command.downgrade, revision, secrets)
 
 
 async def current_revision(db: Database) -> str | None:

@@ -2,9 +2,16 @@
 is written and again, on the resolved addresses, at every send.
 
 The rule: a webhook may only reach **public** addresses. Private, loopback, link-local,
-unspecified, multicast, reserved and carrier-grade NAT addresses (IPv4-mapped IPv6 addresses
-judged as the IPv4 address they map) are refused, unless the operator allow-lists them with
-``EC_WEBHOOK_ALLOWED_HOSTS``: host names (matched as written) or CIDR networks / addresses.
+unspecified, multicast, reserved and carrier-grade NAT addresses are refused, unless the operator
+allow-lists them with ``EC_WEBHOOK_ALLOWED_HOSTS``: host names (matched as written) or CIDR
+networks / addresses. IPv6 addresses that carry an IPv4 address are judged by the IPv4 address
+too (a router would deliver them to it): IPv4-mapped ``::ffff:0:0/96``, 6to4 ``2002::/16``,
+NAT64 ``64:ff9b::/96`` (the last 32 bits) and Teredo ``2001::/32`` (server and client); the
+local-use NAT64 prefix ``64:ff9b:1::/48`` is refused outright.
+
+A refusal at send time says "refused: not a public address" and never the address: the
+test endpoint and ``lastError`` are shown to the tenant, who must not learn what an internal
+host name resolves to.
 
 * When a subscription is written (:func:`url_refusal`) the URL's host is judged as written: a
   literal address, or ``localhost``; other names are not resolved then (they may legitimately
@@ -26,6 +33,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOW_SETTING = "EC_WEBHOOK_ALLOWED_HOSTS"
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+NOT_PUBLIC = "refused: not a public address"
 _LEGACY_IPV4 = re.compile(r"^[0-9a-fA-FxX.]+$")
 
 
@@ -52,9 +62,29 @@ def unmapped(address: IPAddress) -> IPAddress:
     return address
 
 
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (6to4, NAT64, Teredo); [] for none."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if address in _NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
 def is_public(address: IPAddress) -> bool:
     """Whether ``address`` is a public unicast address (see the module docstring)."""
     address = unmapped(address)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        if address in _NAT64:  # (in ::/8, "reserved"): exactly as public as the IPv4 it carries
+            return is_public(embedded_ipv4(address)[0])
+    if not all(is_public(carried) for carried in embedded_ipv4(address)):
+        return False
     return not (
         not address.is_global
         or address.is_private
@@ -102,8 +132,8 @@ def url_refusal(url: str, allowed: Sequence[str]) -> str | None:
     if address is not None:
         if not is_public(address) and not is_allow_listed(host, address, allowed):
             return (
-                "points at a private, loopback, link-local or unspecified address; "
-                f"the operator can allow it with {ALLOW_SETTING}"
+                "points at a non-public address (private, loopback, link-local, unspecified, "
+                f"or an IPv6 address carrying one); the operator can allow it with {ALLOW_SETTING}"
             )
         return None
     if _is_local_name(host) and not is_allow_listed(host, None, allowed):
@@ -112,11 +142,10 @@ def url_refusal(url: str, allowed: Sequence[str]) -> str | None:
 
 
 def address_refusal(host: str, address: IPAddress, allowed: Sequence[str]) -> str | None:
-    """Why a request to ``host`` may not go to ``address`` (one it resolved to), or None."""
+    """Why a request to ``host`` may not go to ``address`` (one it resolved to), or None.
+
+    The reason names neither the address nor the host: it reaches the tenant."""
     address = unmapped(address)
     if is_public(address) or is_allow_listed(host, address, allowed):
         return None
-    return (
-        f"refused: {host} resolves to the non-public address {address} "
-        f"(allow it with {ALLOW_SETTING})"
-    )
+    return NOT_PUBLIC

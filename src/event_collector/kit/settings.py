@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from event_collector.kit import awsallow
 from event_collector.kit.errors import ConfigurationError
 
 DEFAULT_SQLITE_FILE = "event-collector.db"
@@ -141,6 +142,12 @@ class Settings(BaseSettings):
 
     # Delivery (used by the delivery capability)
     aws_endpoint_url: str | None = None
+    aws_server_credentials_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Destinations subscriptions without their own AWS keys may be sent to with "
+        "the server's credentials (account ids, ARN / queue URL prefixes, *; `<tenant>=` limits "
+        "an entry to a tenant). Empty: refused.",
+    )
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dispatcher_enabled: bool = Field(
         default=True, description="Run the delivery dispatcher inside `serve`."
@@ -214,7 +221,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("webhook_allowed_hosts", mode="before")
+    @field_validator("webhook_allowed_hosts", "aws_server_credentials_allow", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -245,6 +252,16 @@ class Settings(BaseSettings):
                 except ValueError as exc:
                     raise ValueError(f"{host!r} is not a valid network: {exc}") from None
         return value
+
+    @field_validator("aws_server_credentials_allow")
+    @classmethod
+    def _check_aws_allow(cls, value: list[str]) -> list[str]:
+        awsallow.parse(value)  # ValueError names the bad entry
+        return value
+
+    @cached_property
+    def aws_server_credentials(self) -> awsallow.ServerCredentialsPolicy:
+        return awsallow.ServerCredentialsPolicy(self.aws_server_credentials_allow)
 
     @property
     def is_sqlite(self) -> bool:

@@ -16,10 +16,13 @@ subscription_table = Table(
     Column("subscribe_delete", Boolean(), nullable=False),
     # SQS | SNS | WEBHOOK
     Column("destination_type", String(16), nullable=False),
-    # The destination without its secret: queueUrl/topicArn/url, region, accessKey, headers.
+    # The destination without its secrets: queueUrl/topicArn/url, region, accessKey.
     Column("destination", JSONType, nullable=False),
     # accessSecret or webhook secret, sealed by kit.crypto.SecretBox (never plaintext).
     Column("secret_sealed", Text(), nullable=True),
+    # A webhook's custom headers (names and values, as JSON), sealed like the secret: they
+    # carry credentials (Authorization, X-Api-Key, ...). NULL when there are none.
+    Column("headers_sealed", Text(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     # Set while every attempt fails; cleared by a success. Drives auto-deactivation.

@@ -27,9 +27,7 @@ IdPath = Annotated[SubscriptionId, Path(description="The subscription's id")]
 
 
 def _policy(secrets: Secrets, settings: AppSettings) -> service.Policy:
-    return service.Policy(
-        secrets, settings.webhook_allowed_hosts, settings.max_subscriptions_per_tenant
-    )
+    return service.Policy.of(secrets, settings)
 
 
 Policy = Annotated[service.Policy, Depends(_policy)]

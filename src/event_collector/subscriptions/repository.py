@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select, true, tuple_, update
+from sqlalchemy import Select, func, insert, or_, select, true, tuple_, update
 
 from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
 from event_collector.models.subscription import subscription_table
@@ -95,7 +95,12 @@ class SubscriptionRepository:
             return {}
         rows = await self.conn.execute(
             select(
-                _t.c.tenant, _t.c.id, _t.c.destination_type, _t.c.destination, _t.c.secret_sealed
+                _t.c.tenant,
+                _t.c.id,
+                _t.c.destination_type,
+                _t.c.destination,
+                _t.c.secret_sealed,
+                _t.c.headers_sealed,
             ).where(tuple_(_t.c.tenant, _t.c.id).in_(list(keys)))
         )
         return {(row.tenant, row.id): row for row in rows}
@@ -143,23 +148,24 @@ class SubscriptionRepository:
         return bool(result.rowcount)
 
     async def sealed_secrets_after(self, after: tuple[str, str] | None, limit: int) -> list[Any]:
-        """Every tenant's sealed secrets in (tenant, id) order: for re-sealing after a key
-        rotation (an operator task across tenants)."""
-        statement = select(_t.c.tenant, _t.c.id, _t.c.secret_sealed).where(
-            _t.c.secret_sealed.is_not(None)
+        """Every tenant's sealed secrets and headers in (tenant, id) order: for re-sealing after
+        a key rotation (an operator task across tenants)."""
+        statement = select(_t.c.tenant, _t.c.id, _t.c.secret_sealed, _t.c.headers_sealed).where(
+            or_(_t.c.secret_sealed.is_not(None), _t.c.headers_sealed.is_not(None))
         )
         if after is not None:
             statement = statement.where(tuple_(_t.c.tenant, _t.c.id) > tuple_(*after))
         result = await self.conn.execute(statement.order_by(_t.c.tenant, _t.c.id).limit(limit))
         return list(result.all())
 
-    async def replace_sealed_secret(
-        self, tenant: str, subscription_id: str, old: str, new: str
+    async def replace_sealed(
+        self, tenant: str, subscription_id: str, column: str, old: str, new: str
     ) -> bool:
-        """Swap a sealed secret unless a concurrent write changed it meanwhile."""
+        """Swap a sealed value (``secret_sealed`` or ``headers_sealed``) unless a concurrent
+        write changed it meanwhile."""
         result = await self.conn.execute(
             update(_t)
-            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c.secret_sealed == old)
-            .values(secret_sealed=new)
+            .where(_t.c.tenant == tenant, _t.c.id == subscription_id, _t.c[column] == old)
+            .values({column: new})
         )
         return bool(result.rowcount)

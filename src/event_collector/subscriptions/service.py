@@ -2,14 +2,18 @@
 
 Secrets (an AWS ``accessSecret`` or a webhook signing secret) are sealed with the server's
 :class:`~event_collector.kit.crypto.SecretBox`, bound to ``"<tenant>:<subscription id>"`` as
-associated data, and stored in ``secret_sealed``; the ``destination`` JSON never holds them.
-Responses show them masked. A PUT that omits the secret, or sends the masked value back, keeps the
-stored one; a new value replaces it.
+associated data, and stored in ``secret_sealed``; a webhook's custom headers (names and values,
+as one JSON object: they carry credentials such as ``Authorization``) are sealed the same way,
+bound to ``"<tenant>:<subscription id>:headers"``, in ``headers_sealed``. The ``destination``
+JSON never holds either. Responses show secrets (and sensitive header values) masked. A PUT that
+omits the secret, or sends the masked value back, keeps the stored one; a new value replaces it.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import logging
 import secrets
 import uuid
@@ -21,9 +25,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from event_collector.kit.awsallow import ServerCredentialsPolicy
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError, is_masked, mask
 from event_collector.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from event_collector.kit.netpolicy import url_refusal
+from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.subscriptions.repository import SubscriptionRepository
 from event_collector.subscriptions.schemas import (
@@ -50,11 +56,24 @@ DEACTIVATE_ACCEPTED: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What the service needs from the server: the secret box, the SSRF allow-list and the
+    destinations the server's own AWS credentials may be used for (none by default) and the
     per-tenant cap."""
 
     box: SecretBox
     webhook_allowed_hosts: Sequence[str] = ()
+    aws_server_credentials: ServerCredentialsPolicy = dataclasses.field(
+        default_factory=lambda: ServerCredentialsPolicy(())
+    )
     max_subscriptions: int = 100
+
+    @classmethod
+    def of(cls, box: SecretBox, settings: Settings) -> Policy:
+        return cls(
+            box,
+            settings.webhook_allowed_hosts,
+            aws_server_credentials=settings.aws_server_credentials,
+            max_subscriptions=settings.max_subscriptions_per_tenant,
+        )
 
 
 @dataclass(slots=True)
@@ -68,6 +87,33 @@ class Written:
 def secret_associated_data(tenant: str, subscription_id: str) -> str:
     """What a subscription's sealed secret is bound to (the dispatcher opens it with the same)."""
     return f"{tenant}:{subscription_id}"
+
+
+def headers_associated_data(tenant: str, subscription_id: str) -> str:
+    """What a subscription's sealed custom headers are bound to (not swappable with its secret)."""
+    return f"{tenant}:{subscription_id}:headers"
+
+
+def seal_headers(
+    box: SecretBox, tenant: str, subscription_id: str, headers: dict[str, str]
+) -> str | None:
+    if not headers:
+        return None
+    return box.seal(
+        json.dumps(headers), associated_data=headers_associated_data(tenant, subscription_id)
+    )
+
+
+def open_headers(
+    box: SecretBox, tenant: str, subscription_id: str, sealed: str | None
+) -> dict[str, str]:
+    """The custom headers sealed in ``sealed``; raises SecretDecryptionError when they cannot
+    be opened."""
+    if not sealed:
+        return {}
+    opened = box.open(sealed, associated_data=headers_associated_data(tenant, subscription_id))
+    headers: dict[str, str] = json.loads(opened)
+    return headers
 
 
 def generate_webhook_secret() -> str:
@@ -85,12 +131,17 @@ def _problem(loc: list[str | int], msg: str) -> ValidationFailed:
     return ValidationFailed([{"loc": loc, "msg": msg, "type": "value_error"}])
 
 
-def _validate_destination(destination: DestinationIn, policy: Policy) -> Destination:
+def _validate_destination(destination: DestinationIn, policy: Policy, tenant: str) -> Destination:
     normalized = normalize_destination(destination)
     if normalized.type == "WEBHOOK":
         problem = url_refusal(normalized.config["url"], policy.webhook_allowed_hosts)
         if problem:
             raise _problem(["destination", "webhook", "url"], problem)
+    else:
+        problem = policy.aws_server_credentials.refusal(tenant, normalized.type, normalized.config)
+        if problem:
+            block = "sns" if destination.sns is not None else "sqs"
+            raise _problem(["destination", block, "accessKey"], problem)
     return normalized
 
 
@@ -108,6 +159,20 @@ def _open_secret(policy: Policy, row: dict[str, Any]) -> str | None:
             "the stored secret of subscription %s cannot be opened (key missing?)", row["id"]
         )
         return None
+
+
+def _stored_headers(policy: Policy, row: dict[str, Any] | None) -> dict[str, str]:
+    """A stored webhook's custom headers in clear ({} when there are none or they cannot be
+    opened: a missing key is logged, and masked values sent back are then refused)."""
+    if row is None or row["destination_type"] != "WEBHOOK":
+        return {}
+    try:
+        return open_headers(policy.box, row["tenant"], row["id"], row.get("headers_sealed"))
+    except SecretDecryptionError:
+        logger.warning(
+            "the stored headers of subscription %s cannot be opened (key missing?)", row["id"]
+        )
+        return {}
 
 
 def _resolve_secret(
@@ -156,29 +221,25 @@ def _resolve_secret(
     )
 
 
-def _merge_masked_headers(new: Destination, stored_row: dict[str, Any] | None) -> dict[str, Any]:
-    """A webhook's headers where masked values sent back keep the stored values."""
+def _split_headers(
+    new: Destination, stored_row: dict[str, Any] | None, policy: Policy
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the destination JSON to store, the custom headers to seal): masked header values sent
+    back keep the stored values."""
     config = dict(new.config)
-    if new.type != "WEBHOOK":
-        return config
-    stored_headers: dict[str, str] = {}
-    if stored_row and stored_row["destination_type"] == "WEBHOOK":
-        stored_headers = {
-            name.lower(): value
-            for name, value in (stored_row["destination"].get("headers") or {}).items()
-        }
+    sent: dict[str, str] = config.pop("headers", None) or {}
+    stored = {name.lower(): value for name, value in _stored_headers(policy, stored_row).items()}
     headers: dict[str, str] = {}
-    for name, value in config.get("headers", {}).items():
+    for name, value in sent.items():
         if is_masked(value):
-            if name.lower() not in stored_headers:
+            if name.lower() not in stored:
                 raise _problem(
                     ["destination", "webhook", "headers", name],
                     "is masked but there is no stored value to keep; send it in full",
                 )
-            value = stored_headers[name.lower()]
+            value = stored[name.lower()]
         headers[name] = value
-    config["headers"] = headers
-    return config
+    return config, headers
 
 
 def _seal(policy: Policy, tenant: str, subscription_id: str, secret: str | None) -> str | None:
@@ -190,9 +251,9 @@ def _seal(policy: Policy, tenant: str, subscription_id: str, secret: str | None)
 async def create_subscription(
     conn: AsyncConnection, policy: Policy, tenant: str, body: SubscriptionIn, now: datetime
 ) -> Written:
-    destination = _validate_destination(body.destination, policy)
+    destination = _validate_destination(body.destination, policy, tenant)
     secret, reveal = _resolve_secret(destination, body.destination, None, policy)
-    config = _merge_masked_headers(destination, None)
+    config, headers = _split_headers(destination, None, policy)
     subscription_id = body.id or str(uuid.uuid4())
     repository = SubscriptionRepository.from_connection(conn)
     if await repository.get(tenant, subscription_id) is not None:
@@ -214,6 +275,7 @@ async def create_subscription(
         "destination_type": destination.type,
         "destination": config,
         "secret_sealed": _seal(policy, tenant, subscription_id, secret),
+        "headers_sealed": seal_headers(policy.box, tenant, subscription_id, headers),
         "created_at": now,
         "updated_at": now,
         "failing_since": None,
@@ -253,7 +315,9 @@ async def update_subscription(
             "a subscription's id cannot change"
         )
     destination = (
-        _validate_destination(body.destination, policy) if body.destination is not None else None
+        _validate_destination(body.destination, policy, tenant)
+        if body.destination is not None
+        else None
     )
     repository = SubscriptionRepository.from_connection(conn)
     stored = await repository.get(tenant, subscription_id, for_update=True)
@@ -278,11 +342,17 @@ async def update_subscription(
     if destination is not None:
         assert body.destination is not None
         secret, reveal = _resolve_secret(destination, body.destination, stored, policy)
-        config = _merge_masked_headers(destination, stored)
+        config, headers = _split_headers(destination, stored, policy)
+        before = (
+            stored["destination_type"],
+            stored["destination"],
+            _stored_headers(policy, stored),
+        )
         changes["destination_type"] = destination.type
         changes["destination"] = config
         changes["secret_sealed"] = _seal(policy, tenant, subscription_id, secret)
-        if (destination.type, config) != (stored["destination_type"], stored["destination"]):
+        changes["headers_sealed"] = seal_headers(policy.box, tenant, subscription_id, headers)
+        if (destination.type, config, headers) != before:
             changes["failing_since"] = None  # a new destination starts with a clean slate
 
     await repository.update(tenant, subscription_id, changes)
@@ -371,7 +441,7 @@ def to_api(
             "secret": shown_secret,
             "headers": {
                 name: (mask(value) if is_sensitive_header(name) else value)
-                for name, value in (config.get("headers") or {}).items()
+                for name, value in _stored_headers(policy, row).items()
             },
         }
     deactivated_at = row["deactivated_at"]
@@ -413,18 +483,24 @@ async def reseal_batch(
     progress = ResealProgress(next_after=(rows[-1].tenant, rows[-1].id) if rows else None)
     progress.examined = len(rows)
     for row in rows:
-        if box.key_id_of(row.secret_sealed) == box.current_kid:
-            continue
-        associated_data = secret_associated_data(row.tenant, row.id)
-        try:
-            plaintext = box.open(row.secret_sealed, associated_data=associated_data)
-        except SecretDecryptionError:
-            progress.unreadable += 1
-            logger.warning("cannot open the secret of subscription %s of %s", row.id, row.tenant)
-            continue
-        sealed = box.seal(plaintext, associated_data=associated_data)
-        if await repository.replace_sealed_secret(row.tenant, row.id, row.secret_sealed, sealed):
-            progress.resealed += 1
+        for column, associated_data in (
+            ("secret_sealed", secret_associated_data(row.tenant, row.id)),
+            ("headers_sealed", headers_associated_data(row.tenant, row.id)),
+        ):
+            sealed = getattr(row, column)
+            if not sealed or box.key_id_of(sealed) == box.current_kid:
+                continue
+            try:
+                plaintext = box.open(sealed, associated_data=associated_data)
+            except SecretDecryptionError:
+                progress.unreadable += 1
+                logger.warning(
+                    "cannot open the %s of subscription %s of %s", column, row.id, row.tenant
+                )
+                continue
+            resealed = box.seal(plaintext, associated_data=associated_data)
+            if await repository.replace_sealed(row.tenant, row.id, column, sealed, resealed):
+                progress.resealed += 1
     if len(rows) < limit:
         progress.next_after = None
     return progress

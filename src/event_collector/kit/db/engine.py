@@ -24,6 +24,7 @@ from event_collector.kit.db.backend import Backend
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
 from event_collector.kit.db.postgres import PostgresBackend
 from event_collector.kit.db.sqlite import SQLiteBackend
+from event_collector.kit.fileperms import prepare_sqlite_file
 from event_collector.kit.settings import Settings
 
 _BACKENDS: dict[str, Backend] = {"sqlite": SQLiteBackend(), "postgresql": PostgresBackend()}
@@ -36,6 +37,7 @@ def backend_of(conn: AnyConnection) -> Backend:
 
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
+        prepare_sqlite_file(settings.database_url)  # owner-only, with its -wal / -shm
         engine = create_async_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
