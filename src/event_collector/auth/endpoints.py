@@ -16,6 +16,8 @@ from event_collector.kit.http import json_response
 
 router = APIRouter(tags=["auth"])
 
+_TOKEN_PARAMETERS = ("grant_type", "client_id", "client_secret", "scope")
+
 _TOKEN_DOC = {
     "requestBody": {
         "required": True,
@@ -92,10 +94,12 @@ async def _read_form(request: Request) -> dict[str, str]:
         parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise OAuthError("invalid_request", "the form is not valid UTF-8") from None
-    duplicated = [name for name, values in parsed.items() if len(values) > 1]
+    # RFC 6749 §3.2: a parameter must not be sent twice, and unrecognized ones are ignored
+    # (so are their repetitions).
+    duplicated = [name for name in _TOKEN_PARAMETERS if len(parsed.get(name, ())) > 1]
     if duplicated:
         raise OAuthError("invalid_request", f"parameter {duplicated[0]!r} is repeated")
-    return {name: values[0] for name, values in parsed.items()}
+    return {name: parsed[name][0] for name in _TOKEN_PARAMETERS if name in parsed}
 
 
 def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:

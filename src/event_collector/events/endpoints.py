@@ -31,6 +31,7 @@ from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import parse_timestamp
+from event_collector.kit.validation import any_case_pattern
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _TENANT_HEADER = TENANT_HEADER.encode()
@@ -189,7 +190,11 @@ async def list_events(
     principal: EventsRead,
     conn: ReadConnection,
     entity_type: Annotated[
-        str | None, Query(description=f"One of {', '.join(sorted(ENTITY_TYPES))}")
+        str | None,
+        Query(
+            description=f"One of {', '.join(sorted(ENTITY_TYPES))} (any letter case)",
+            json_schema_extra={"pattern": any_case_pattern(ENTITY_TYPES)},
+        ),
     ] = None,
     entity_id: Annotated[str | None, Query(max_length=255)] = None,
     event_type: Annotated[EventType | None, Query()] = None,

@@ -12,6 +12,7 @@ every pattern in the OpenAPI document has one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,8 +22,9 @@ PATTERN_MEANINGS: dict[str, str] = {
         "must not be empty nor contain spaces, control characters, /, ?, #, % or \\"
     ),
     r"^[^\x00-\x1f\x7f]*$": "must not contain control characters",
-    r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "must be an email address (name@example.com)",
-    r"^[^@\s\x85]+@[^@\s\x85]+\.[^@\s\x85]+$": "must be an email address (name@example.com)",
+    r"^[^@\s\x85\ufeff]+@[^@\s\x85\ufeff]+\.[^@\s\x85\ufeff]+$": (
+        "must be an email address (name@example.com)"
+    ),
     "^(pending|sending|sent|failed|skipped)$": (
         "must be one of pending, sending, sent, failed, skipped"
     ),
@@ -129,3 +131,13 @@ def readable_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
             loc = ["body"]
         problems.append({"loc": loc, "msg": _message(error), "type": error.get("type")})
     return problems
+
+
+def any_case_pattern(values: Iterable[str]) -> str:
+    """A JSON Schema pattern (ECMA and Python alike) matching any of ``values`` in any letter
+    case, for parameters the server upper-cases before checking them."""
+    alternatives = (
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in value)
+        for value in sorted(values)
+    )
+    return f"^(?:{'|'.join(alternatives)})$"

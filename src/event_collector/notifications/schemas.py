@@ -34,7 +34,11 @@ class NotificationPage(BaseModel):
     next_cursor: str | None
 
 
-EmailAddress = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+# \s differs between the validator (Rust: U+0085 is a space) and JSON Schema (ECMA: U+FEFF is):
+# name both, so the document and the check accept the same addresses.
+EmailAddress = Annotated[
+    str, Field(max_length=320, pattern=r"^[^@\s\x85\ufeff]+@[^@\s\x85\ufeff]+\.[^@\s\x85\ufeff]+$")
+]
 
 
 class EmailSettingsIn(BaseModel):

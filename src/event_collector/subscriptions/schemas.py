@@ -34,6 +34,7 @@ SUBSCRIPTION_ENTITY_TYPES: tuple[str, ...] = tuple(sorted(ENTITY_TYPES | {"NOTIF
 _ENTITY_TYPE_SET = frozenset(SUBSCRIPTION_ENTITY_TYPES)
 
 DESTINATION_TYPES = ("SQS", "SNS", "WEBHOOK")
+MAX_HEADERS = 20
 
 
 def _upper(value: Any) -> Any:
@@ -99,8 +100,68 @@ class WebhookIn(BaseModel):
     )
 
 
+# What normalize_destination accepts, stated for the OpenAPI document (a client, or a schema
+# fuzzer, can build a valid destination from it). Patterns describe the common, fully checked
+# forms: an AWS queue URL or topic ARN (region taken from it), a public https webhook; the
+# server also accepts AWS-compatible queue endpoints with an explicit region, which a pattern
+# cannot tie to the URL.
+_KEY_PROPERTIES: dict[str, Any] = {
+    "accessKey": {"type": ["string", "null"], "pattern": r"^[A-Z0-9]{16,128}$"},
+    "accessSecret": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9/+]{40}$"},
+    "region": {"type": "null", "description": "Taken from the URL or ARN."},
+}
+_SQS_URL = r"^https://sqs\.[a-z]{2}-[a-z]{4,9}-[1-9]\.amazonaws\.com/[0-9]{12}/[A-Za-z0-9_-]{1,80}$"
+_SNS_ARN = r"^arn:aws:sns:[a-z]{2}-[a-z]{4,9}-[1-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
+_WEBHOOK_URL = r"^https://[a-z][a-z0-9-]{0,30}(\.[a-z][a-z0-9-]{0,30}){0,3}\.[a-z]{2,6}(/[A-Za-z0-9._~-]{0,40}){0,4}$"
+_WEBHOOK_SECRET = r"^whsec_(?:[A-Za-z0-9+/]{4}){6,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _aws_block(arn_or_url: str, pattern: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [arn_or_url],
+        "properties": {arn_or_url: {"type": "string", "pattern": pattern}, **_KEY_PROPERTIES},
+        "dependentRequired": {"accessSecret": ["accessKey"], "accessKey": ["accessSecret"]},
+    }
+
+
+def _variant(kind: str, block: str, block_schema: dict[str, Any]) -> dict[str, Any]:
+    others = {name: {"type": "null"} for name in ("sqs", "sns", "webhook") if name != block}
+    return {
+        "title": f"{kind} ({block} block)",
+        "required": ["type", block],
+        "properties": {"type": {"const": kind}, block: block_schema, **others},
+    }
+
+
+DESTINATION_VARIANTS: list[dict[str, Any]] = [
+    _variant("SQS", "sqs", _aws_block("queueUrl", _SQS_URL)),
+    _variant("SNS", "sns", _aws_block("topicArn", _SNS_ARN)),
+    # The seed's own example: type SNS with the topic ARN in an sqs block's queueUrl.
+    _variant("SNS", "sqs", _aws_block("queueUrl", _SNS_ARN)),
+    _variant(
+        "WEBHOOK",
+        "webhook",
+        {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "pattern": _WEBHOOK_URL},
+                "secret": {"type": ["string", "null"], "pattern": _WEBHOOK_SECRET},
+                "headers": {
+                    "type": ["object", "null"],
+                    "maxProperties": MAX_HEADERS,
+                    "propertyNames": {"pattern": r"^x-[a-z0-9-]{1,40}$"},
+                    "additionalProperties": {"type": "string", "pattern": r"^[ -~]{0,200}$"},
+                },
+            },
+        },
+    ),
+]
+
+
 class DestinationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": DESTINATION_VARIANTS})
 
     type: Annotated[
         str,
@@ -260,7 +321,6 @@ RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
-MAX_HEADERS = 20
 _SECRET_HEADER_HINTS = ("auth", "token", "secret", "key", "password", "cookie", "signature")
 
 
