@@ -66,7 +66,10 @@ class DeliveryPage(BaseModel):
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: datetime = Field(description="Deliveries created at or after this time (ISO-8601)")
+    # Strict: an ISO-8601 string only (lax pydantic would read a number as Unix seconds).
+    since: datetime = Field(
+        strict=True, description="Deliveries created at or after this time (ISO-8601)"
+    )
     status: Literal["failed", "all"] = Field(
         default="failed",
         description="`failed`: dead letters only; `all`: failed and delivered ones",

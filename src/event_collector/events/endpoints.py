@@ -86,6 +86,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+# Any JSON value: the batch judges items one by one (see the operation's description).
+_BATCH_ITEM = {
+    "anyOf": [_ref("EventIn"), {}],
+    "description": "An EventIn; anything else is reported `invalid`.",
+}
+
 RAW_ROUTES = (
     RawRoute(
         "POST",
@@ -124,7 +130,9 @@ RAW_ROUTES = (
                 'Accepts a JSON array of events (or `{"events": [...]}`). Valid items are '
                 "stored even when others are not; each item's result is `created`, "
                 "`duplicate`, `conflict` or `invalid`, in request order. At most "
-                "`EC_MAX_BATCH_EVENTS` (500) events."
+                "`EC_MAX_BATCH_EVENTS` (500) events. Each item is validated on its own as an "
+                "`EventIn`: an item that is not one (even a non-object) does not fail the "
+                "request, it is reported `invalid` with its problems."
             ),
             "requestBody": {
                 "required": True,
@@ -132,13 +140,13 @@ RAW_ROUTES = (
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                {"type": "array", "items": _ref("EventIn"), "minItems": 1},
+                                {"type": "array", "items": _BATCH_ITEM, "minItems": 1},
                                 {
                                     "type": "object",
                                     "properties": {
                                         "events": {
                                             "type": "array",
-                                            "items": _ref("EventIn"),
+                                            "items": _BATCH_ITEM,
                                             "minItems": 1,
                                         }
                                     },

@@ -7,6 +7,7 @@ the stored job (the effective schedule in its time zone, ``template_id``).
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -81,10 +82,63 @@ _TEMPLATE = (
 _PARAMETERS = "`campaign_id`, `utm_medium` and any other keys (thresholds …)."
 
 
+# What the service's checks of a whole job require, stated for the OpenAPI document: a
+# scheduled job has a schedule; a job that sends email has a template. The cron pattern is the
+# plain numeric form (the server also takes ranges, lists, steps and the AWS forms).
+_CRON = (
+    r"^(?:[1-5]?[0-9]|\*) (?:1?[0-9]|2[0-3]|\*) (?:[1-9]|1[0-9]|2[0-8]|\*) "
+    r"(?:[1-9]|1[0-2]|\*) (?:[0-6]|\*)$"
+)
+_JOB_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                {"required": ["is_scheduled"], "properties": {"is_scheduled": {"const": False}}},
+                {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}},
+                {
+                    "required": ["scheduleExpression"],
+                    "properties": {"scheduleExpression": {"type": "string"}},
+                },
+            ]
+        },
+        {
+            "anyOf": [
+                {"required": ["template_id"], "properties": {"template_id": {"minLength": 1}}},
+                {
+                    "required": ["job_parameters"],
+                    "properties": {
+                        "job_parameters": {
+                            "required": ["output"],
+                            "properties": {"output": {"const": "message"}},
+                        }
+                    },
+                },
+            ]
+        },
+    ]
+}
+
+
+def _strings(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The string schemas of a field (itself, or the string member of ``X | None``)."""
+    return [v for v in schema.get("anyOf", [schema]) if v.get("type") == "string"]
+
+
+def _time_zones(schema: dict[str, Any]) -> None:
+    for variant in _strings(schema):
+        variant.pop("pattern", None)
+        variant["enum"] = sorted(available_timezones())
+
+
+def _cron(schema: dict[str, Any]) -> None:
+    for variant in _strings(schema):
+        variant["pattern"] = _CRON
+
+
 class JobIn(BaseModel):
     """A job as a client creates it (POST /api/v1/jobs)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_JOB_RULES)
 
     id: JobId | None = Field(default=None, description="Generated (UUID) when absent.")
     deleted: bool = False
@@ -93,9 +147,11 @@ class JobIn(BaseModel):
     job_parameters: dict[str, Any] = Field(default_factory=dict, description=_PARAMETERS)
     notification: Notification
     number_of_items_in_email: ItemCount = -1
-    schedule: Expression = Field(default=None, description=_SCHEDULE)
-    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE)
+    schedule: Expression = Field(default=None, description=_SCHEDULE, json_schema_extra=_cron)
+    scheduleExpression: Expression = Field(
+        default=None, description=_EXPRESSION, json_schema_extra=_cron
+    )
+    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE, json_schema_extra=_time_zones)
     template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 
@@ -107,16 +163,25 @@ class JobUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: JobId | None = None
+    id: JobId | None = Field(
+        default=None,
+        description="Read-only: the path's id; a body may carry it back unchanged, a different "
+        "one answers 400.",
+        json_schema_extra={"readOnly": True},
+    )
     deleted: bool | None = None
     is_active: bool | None = None
     is_scheduled: bool | None = None
     job_parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS)
     notification: Notification | None = None
     number_of_items_in_email: ItemCount | None = None
-    schedule: Expression = Field(default=None, description=_SCHEDULE)
-    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: TimeZone | None = Field(default=None, description=_TIMEZONE)
+    schedule: Expression = Field(default=None, description=_SCHEDULE, json_schema_extra=_cron)
+    scheduleExpression: Expression = Field(
+        default=None, description=_EXPRESSION, json_schema_extra=_cron
+    )
+    timezone: TimeZone | None = Field(
+        default=None, description=_TIMEZONE, json_schema_extra=_time_zones
+    )
     template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 

@@ -105,23 +105,43 @@ class WebhookIn(BaseModel):
 # forms: an AWS queue URL or topic ARN (region taken from it), a public https webhook; the
 # server also accepts AWS-compatible queue endpoints with an explicit region, which a pattern
 # cannot tie to the URL.
-_KEY_PROPERTIES: dict[str, Any] = {
-    "accessKey": {"type": ["string", "null"], "pattern": r"^[A-Z0-9]{16,128}$"},
-    "accessSecret": {"type": ["string", "null"], "pattern": r"^[A-Za-z0-9/+]{40}$"},
-    "region": {"type": "null", "description": "Taken from the URL or ARN."},
+# A masked webhook secret ("********abcd", as a GET shows it) keeps the stored one (or
+# generates one); a blank one is absent.
+_MASKED_OR_BLANK = r"\*{8}[ -~]{0,4}|[ ]*"
+_KEYS: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "the server's own AWS credentials",
+            "properties": {"accessKey": {"type": "null"}, "accessSecret": {"type": "null"}},
+        },
+        {
+            "title": "the subscription's AWS credentials",
+            "required": ["accessKey", "accessSecret"],
+            "properties": {
+                "accessKey": {"type": "string", "pattern": r"^[A-Z0-9]{16,128}$"},
+                "accessSecret": {"type": "string", "pattern": r"^[A-Za-z0-9/+]{40}$"},
+            },
+        },
+    ]
 }
 _SQS_URL = r"^https://sqs\.[a-z]{2}-[a-z]{4,9}-[1-9]\.amazonaws\.com/[0-9]{12}/[A-Za-z0-9_-]{1,80}$"
 _SNS_ARN = r"^arn:aws:sns:[a-z]{2}-[a-z]{4,9}-[1-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
 _WEBHOOK_URL = r"^https://[a-z][a-z0-9-]{0,30}(\.[a-z][a-z0-9-]{0,30}){0,3}\.[a-z]{2,6}(/[A-Za-z0-9._~-]{0,40}){0,4}$"
-_WEBHOOK_SECRET = r"^whsec_(?:[A-Za-z0-9+/]{4}){6,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+_WEBHOOK_SECRET = (
+    r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){6,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+    rf"|{_MASKED_OR_BLANK})$"
+)
 
 
 def _aws_block(arn_or_url: str, pattern: str) -> dict[str, Any]:
     return {
         "type": "object",
         "required": [arn_or_url],
-        "properties": {arn_or_url: {"type": "string", "pattern": pattern}, **_KEY_PROPERTIES},
-        "dependentRequired": {"accessSecret": ["accessKey"], "accessKey": ["accessSecret"]},
+        "properties": {
+            arn_or_url: {"type": "string", "pattern": pattern},
+            "region": {"type": "null", "description": "Taken from the URL or ARN."},
+        },
+        **_KEYS,
     }
 
 
@@ -195,13 +215,24 @@ class SubscriptionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: SubscriptionId | None = None
+    id: SubscriptionId | None = Field(
+        default=None,
+        description="Read-only: the path's id; a body may carry it back unchanged, a different "
+        "one answers 400.",
+        json_schema_extra={"readOnly": True},
+    )
     active: bool | None = None
     entityType: EntityType | None = None
     subscribeCreate: bool | None = None
     subscribeChange: bool | None = None
     subscribeDelete: bool | None = None
     destination: DestinationIn | None = None
+
+
+class SubscriptionUpdateById(SubscriptionUpdate):
+    """A PUT body that names the subscription it updates (PUT /event-subscription)."""
+
+    id: SubscriptionId = Field(description="The subscription to update.")  # type: ignore[assignment]
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------
