@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
@@ -63,12 +63,18 @@ class DeliveryPage(BaseModel):
     nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
 
 
+def _timestamp_text(value: Any) -> Any:
+    # An ISO-8601 string only: lax pydantic would read a number as Unix seconds.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 timestamp (2024-05-01T00:00:00Z)")
+    return value
+
+
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Strict: an ISO-8601 string only (lax pydantic would read a number as Unix seconds).
-    since: datetime = Field(
-        strict=True, description="Deliveries created at or after this time (ISO-8601)"
+    since: Annotated[datetime, BeforeValidator(_timestamp_text)] = Field(
+        description="Deliveries created at or after this time (ISO-8601)"
     )
     status: Literal["failed", "all"] = Field(
         default="failed",

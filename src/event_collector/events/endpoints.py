@@ -207,8 +207,17 @@ async def list_events(
     entity_id: Annotated[str | None, Query(max_length=255)] = None,
     event_type: Annotated[EventType | None, Query()] = None,
     operation: Annotated[Operation | None, Query()] = None,
-    since: Annotated[str | None, Query(description="received at or after (ISO-8601)")] = None,
-    until: Annotated[str | None, Query(description="received before (ISO-8601)")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="received at or after (ISO-8601)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(description="received before (ISO-8601)", json_schema_extra={"format": "date-time"}),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:

@@ -27,6 +27,7 @@ from event_collector.jobs.schemas import (
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import Db, ReadConnection
 from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.validation import any_case_pattern
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -149,7 +150,11 @@ async def list_jobs(
     principal: JobsRead,
     conn: ReadConnection,
     notification: Annotated[
-        str | None, Query(description=f"One of {', '.join(NOTIFICATIONS)} (any case)")
+        str | None,
+        Query(
+            description=f"One of {', '.join(NOTIFICATIONS)} (any case)",
+            json_schema_extra={"pattern": any_case_pattern(NOTIFICATIONS)},
+        ),
     ] = None,
     active: Annotated[bool | None, Query(description="Only active (true) or inactive")] = None,
     include_deleted: Annotated[bool, Query(description="Also list deleted jobs")] = False,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from pydantic import (
+    StrictBool,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -58,7 +59,10 @@ Notification = Annotated[
 ItemCount = Annotated[
     int,
     AfterValidator(_check_item_count),
-    Field(description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}."),
+    Field(
+        description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}.",
+        json_schema_extra={"minimum": -1, "maximum": MAX_ITEMS_IN_EMAIL, "not": {"const": 0}},
+    ),
 ]
 # No control characters (PostgreSQL text cannot hold NUL).
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -103,7 +107,10 @@ _JOB_RULES: dict[str, Any] = {
         },
         {
             "anyOf": [
-                {"required": ["template_id"], "properties": {"template_id": {"minLength": 1}}},
+                {
+                    "required": ["template_id"],
+                    "properties": {"template_id": {"type": "string", "minLength": 1}},
+                },
                 {
                     "required": ["job_parameters"],
                     "properties": {
@@ -132,7 +139,7 @@ def _time_zones(schema: dict[str, Any]) -> None:
 
 def _cron(schema: dict[str, Any]) -> None:
     for variant in _strings(schema):
-        variant["pattern"] = _CRON
+        variant["pattern"] = f"^(?:{_CRON[1:-1]}|[ ]*)$"  # blank: absent
 
 
 class JobIn(BaseModel):
@@ -141,9 +148,9 @@ class JobIn(BaseModel):
     model_config = ConfigDict(extra="ignore", json_schema_extra=_JOB_RULES)
 
     id: JobId | None = Field(default=None, description="Generated (UUID) when absent.")
-    deleted: bool = False
-    is_active: bool = True
-    is_scheduled: bool = True
+    deleted: StrictBool = False
+    is_active: StrictBool = True
+    is_scheduled: StrictBool = True
     job_parameters: dict[str, Any] = Field(default_factory=dict, description=_PARAMETERS)
     notification: Notification
     number_of_items_in_email: ItemCount = -1
@@ -169,9 +176,9 @@ class JobUpdate(BaseModel):
         "one answers 400.",
         json_schema_extra={"readOnly": True},
     )
-    deleted: bool | None = None
-    is_active: bool | None = None
-    is_scheduled: bool | None = None
+    deleted: StrictBool | None = None
+    is_active: StrictBool | None = None
+    is_scheduled: StrictBool | None = None
     job_parameters: dict[str, Any] | None = Field(default=None, description=_PARAMETERS)
     notification: Notification | None = None
     number_of_items_in_email: ItemCount | None = None

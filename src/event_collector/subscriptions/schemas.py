@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
+    StrictBool,
     AfterValidator,
     BaseModel,
     BeforeValidator,
@@ -199,11 +200,11 @@ class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: SubscriptionId | None = Field(default=None, description="Generated (UUID) when absent.")
-    active: bool = True
+    active: StrictBool = True
     entityType: EntityType
-    subscribeCreate: bool = True
-    subscribeChange: bool = True
-    subscribeDelete: bool = True
+    subscribeCreate: StrictBool = True
+    subscribeChange: StrictBool = True
+    subscribeDelete: StrictBool = True
     destination: DestinationIn
 
 
@@ -221,11 +222,11 @@ class SubscriptionUpdate(BaseModel):
         "one answers 400.",
         json_schema_extra={"readOnly": True},
     )
-    active: bool | None = None
+    active: StrictBool | None = None
     entityType: EntityType | None = None
-    subscribeCreate: bool | None = None
-    subscribeChange: bool | None = None
-    subscribeDelete: bool | None = None
+    subscribeCreate: StrictBool | None = None
+    subscribeChange: StrictBool | None = None
+    subscribeDelete: StrictBool | None = None
     destination: DestinationIn | None = None
 
 
