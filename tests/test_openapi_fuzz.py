@@ -13,12 +13,13 @@ phases), so the figures are those its report gives. Reproduce by hand against a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,15 +125,16 @@ def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
                 return
         except httpx.TransportError:
             pass
-        try:  # between polls of its port, wait on the process itself (it may exit)
+        # Between polls of its port, wait on the process itself (it may exit).
+        with contextlib.suppress(subprocess.TimeoutExpired):
             server.wait(timeout=0.2)
-        except subprocess.TimeoutExpired:
-            pass
     raise AssertionError("the server did not become ready")
 
 
 def test_every_operation_conforms_to_the_document(
-    live_server: tuple[str, LiveServer], tmp_path: Path
+    live_server: tuple[str, LiveServer],
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
     backend, server = live_server
     report = tmp_path / "schemathesis.json"
@@ -169,12 +171,13 @@ def test_every_operation_conforms_to_the_document(
     )
     summary = json.loads(report.read_text())
     cases = summary["test_cases"]["generated"]
-    print(  # the figures, for the report (-s)
-        f"\n[{backend}] schemathesis {summary['schemathesis_version']}: {cases} cases, "
-        f"{summary['operations']['tested']} operations, failures: {summary['failures']}"
-    )
+    # The figures, in the JUnit report (--junitxml) and in any failure's message.
+    record_property("schemathesis_version", summary["schemathesis_version"])
+    record_property("schemathesis_cases", cases)
+    record_property("schemathesis_operations", summary["operations"]["tested"])
     assert run.returncode == 0, run.stdout[-6000:]
-    assert summary["failures"] == [] and summary["errors"] == [], summary
+    assert summary["failures"] == [], summary
+    assert summary["errors"] == [], summary
     assert summary["operations"]["tested"] == summary["operations"]["total"]
     assert cases >= MINIMUM_CASES[backend], summary["test_cases"]
     # The links take a stateful run past 404 to every operation on a created resource.

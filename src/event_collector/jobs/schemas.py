@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from zoneinfo import available_timezones
 
 from pydantic import (
-    StrictBool,
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     StringConstraints,
 )
 
@@ -57,7 +58,7 @@ Notification = Annotated[
     Field(json_schema_extra={"enum": list(NOTIFICATIONS)}),
 ]
 ItemCount = Annotated[
-    int,
+    StrictInt,
     AfterValidator(_check_item_count),
     Field(
         description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}.",
@@ -98,10 +99,13 @@ _JOB_RULES: dict[str, Any] = {
         {
             "anyOf": [
                 {"required": ["is_scheduled"], "properties": {"is_scheduled": {"const": False}}},
-                {"required": ["schedule"], "properties": {"schedule": {"type": "string"}}},
+                {
+                    "required": ["schedule"],
+                    "properties": {"schedule": {"type": "string", "pattern": "[^ ]"}},
+                },
                 {
                     "required": ["scheduleExpression"],
-                    "properties": {"scheduleExpression": {"type": "string"}},
+                    "properties": {"scheduleExpression": {"type": "string", "pattern": "[^ ]"}},
                 },
             ]
         },

@@ -17,12 +17,12 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import (
-    StrictBool,
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
 )
 
