@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     StringConstraints,
 )
 
@@ -57,8 +56,18 @@ Notification = Annotated[
     AfterValidator(_check_notification),
     Field(json_schema_extra={"enum": list(NOTIFICATIONS)}),
 ]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # JSON true is not 1 (lax pydantic would take it); 250.0 is still 250.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    return value
+
+
 ItemCount = Annotated[
-    StrictInt,
+    int,
+    BeforeValidator(_not_a_boolean),
     AfterValidator(_check_item_count),
     Field(
         description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}.",
@@ -141,6 +150,14 @@ def _time_zones(schema: dict[str, Any]) -> None:
         variant["enum"] = sorted(available_timezones())
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    # Null would remove a job's template, which only a message-only job may do: documented as
+    # required to be a string (the server also takes null for such a job).
+    strings = _strings(schema)
+    schema.pop("anyOf", None)
+    schema.update(strings[0], minLength=1)
+
+
 def _cron(schema: dict[str, Any]) -> None:
     for variant in _strings(schema):
         variant["pattern"] = f"^(?:{_CRON[1:-1]}|[ ]*)$"  # blank: absent
@@ -193,7 +210,9 @@ class JobUpdate(BaseModel):
     timezone: TimeZone | None = Field(
         default=None, description=_TIMEZONE, json_schema_extra=_time_zones
     )
-    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
+    template_id: TemplateId | None = Field(
+        default=None, description=_TEMPLATE, json_schema_extra=_not_null
+    )
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------

@@ -106,9 +106,9 @@ class WebhookIn(BaseModel):
 # forms: an AWS queue URL or topic ARN (region taken from it), a public https webhook; the
 # server also accepts AWS-compatible queue endpoints with an explicit region, which a pattern
 # cannot tie to the URL.
-# A masked webhook secret ("********abcd", as a GET shows it) keeps the stored one (or
-# generates one); a blank one is absent.
-_MASKED_OR_BLANK = r"\*{8}[ -~]{0,4}|[ ]*"
+# A blank webhook secret is absent (one is generated). A masked one ("********abcd", as a GET
+# shows it) keeps the stored secret on an update: not described, a create refuses it.
+_BLANK = r"[ ]*"
 _KEYS: dict[str, Any] = {
     "oneOf": [
         {
@@ -130,7 +130,7 @@ _SNS_ARN = r"^arn:aws:sns:[a-z]{2}-[a-z]{4,9}-[1-9]:[0-9]{12}:[A-Za-z0-9_-]{1,25
 _WEBHOOK_URL = r"^https://[a-z][a-z0-9-]{0,30}(\.[a-z][a-z0-9-]{0,30}){0,3}\.[a-z]{2,6}(/[A-Za-z0-9._~-]{0,40}){0,4}$"
 _WEBHOOK_SECRET = (
     r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){6,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
-    rf"|{_MASKED_OR_BLANK})$"
+    rf"|{_BLANK})$"
 )
 
 
