@@ -150,14 +150,6 @@ def _time_zones(schema: dict[str, Any]) -> None:
         variant["enum"] = sorted(available_timezones())
 
 
-def _not_null(schema: dict[str, Any]) -> None:
-    # Null would remove a job's template, which only a message-only job may do: documented as
-    # required to be a string (the server also takes null for such a job).
-    strings = _strings(schema)
-    schema.pop("anyOf", None)
-    schema.update(strings[0], minLength=1)
-
-
 def _cron(schema: dict[str, Any]) -> None:
     for variant in _strings(schema):
         variant["pattern"] = f"^(?:{_CRON[1:-1]}|[ ]*)$"  # blank: absent
@@ -210,9 +202,7 @@ class JobUpdate(BaseModel):
     timezone: TimeZone | None = Field(
         default=None, description=_TIMEZONE, json_schema_extra=_time_zones
     )
-    template_id: TemplateId | None = Field(
-        default=None, description=_TEMPLATE, json_schema_extra=_not_null
-    )
+    template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------
