@@ -45,7 +45,7 @@ def _keeps_the_job_valid(body: dict[str, Any]) -> dict[str, Any]:
     ):
         del body["is_scheduled"]  # scheduling a job that may have no schedule
     parameters = body.get("job_parameters")
-    if isinstance(parameters, dict) and "output" in parameters:
-        if not (isinstance(body.get("template_id"), str) and body["template_id"]):
-            body["job_parameters"] = {k: v for k, v in parameters.items() if k != "output"}
+    templated = isinstance(body.get("template_id"), str) and body["template_id"]
+    if isinstance(parameters, dict) and "output" in parameters and not templated:
+        body["job_parameters"] = {k: v for k, v in parameters.items() if k != "output"}
     return body
