@@ -181,8 +181,12 @@ DESTINATION_VARIANTS: list[dict[str, Any]] = [
 ]
 
 
+def _destination_variants(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = DESTINATION_VARIANTS
+
+
 class DestinationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": DESTINATION_VARIANTS})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_destination_variants)
 
     type: Annotated[
         str,
@@ -233,7 +237,7 @@ class SubscriptionUpdate(BaseModel):
 class SubscriptionUpdateById(SubscriptionUpdate):
     """A PUT body that names the subscription it updates (PUT /event-subscription)."""
 
-    id: SubscriptionId = Field(description="The subscription to update.")  # type: ignore[assignment]
+    id: SubscriptionId = Field(description="The subscription to update.")
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------
