@@ -16,7 +16,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# Every `pattern` a request schema declares, and what it means for the client.
+# Every `pattern=` pydantic or FastAPI checks (tests/test_api_conformance.py finds them in the
+# source), and what it means for the client.
 PATTERN_MEANINGS: dict[str, str] = {
     r"^[^\x00-\x20/?#%\\\x7f]+$": (
         "must not be empty nor contain spaces, control characters, /, ?, #, % or \\"
