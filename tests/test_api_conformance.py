@@ -142,6 +142,11 @@ async def test_options_answers_allow_with_every_method_of_the_path(
     assert response.headers["allow"] == "OPTIONS, POST"
 
 
+def test_the_allow_route_is_the_last_route(app: FastAPI) -> None:
+    # It matches every path: a route or mount added after it would never be reached.
+    assert getattr(app.router.routes[-1], "path", None) == "/{path:path}"
+
+
 async def test_an_unserved_method_is_405_with_allow_and_an_unknown_path_404(
     client: httpx.AsyncClient,
 ) -> None:

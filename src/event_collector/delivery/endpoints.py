@@ -15,6 +15,7 @@ from event_collector.delivery.dispatcher import Dispatcher
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.validation import TIMESTAMP_SCHEMA
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
 
@@ -74,7 +75,8 @@ class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     since: Annotated[datetime, BeforeValidator(_timestamp_text)] = Field(
-        description="Deliveries created at or after this time (ISO-8601)"
+        description="Deliveries created at or after this time (ISO-8601)",
+        json_schema_extra=TIMESTAMP_SCHEMA,
     )
     status: Literal["failed", "all"] = Field(
         default="failed",

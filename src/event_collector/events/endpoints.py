@@ -31,7 +31,7 @@ from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import parse_timestamp
-from event_collector.kit.validation import any_case_pattern
+from event_collector.kit.validation import TIMESTAMP_SCHEMA, any_case_pattern
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _TENANT_HEADER = TENANT_HEADER.encode()
@@ -211,12 +211,12 @@ async def list_events(
         str | None,
         Query(
             description="received at or after (ISO-8601)",
-            json_schema_extra={"format": "date-time"},
+            json_schema_extra=TIMESTAMP_SCHEMA,
         ),
     ] = None,
     until: Annotated[
         str | None,
-        Query(description="received before (ISO-8601)", json_schema_extra={"format": "date-time"}),
+        Query(description="received before (ISO-8601)", json_schema_extra=TIMESTAMP_SCHEMA),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -134,6 +134,11 @@ def readable_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     return problems
 
 
+# A timestamp parameter as documented: RFC 3339, in the years no time zone pushes past the
+# calendar's edge (the server refuses those with 400).
+TIMESTAMP_SCHEMA: dict[str, Any] = {"format": "date-time", "pattern": r"^[12][0-9]{3}-"}
+
+
 def any_case_pattern(values: Iterable[str]) -> str:
     """A JSON Schema pattern (ECMA and Python alike) matching any of ``values`` in any letter
     case, for parameters the server upper-cases before checking them."""
