@@ -164,7 +164,7 @@ def test_every_operation_conforms_to_the_document(
             "--report-json-path",
             str(report),
         ],
-        cwd=ROOT,
+        cwd=tmp_path,  # its cache directory stays out of the repository
         env=env,
         capture_output=True,
         text=True,
