@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from event_collector.auth import endpoints as auth_endpoints
 from event_collector.auth.dependencies import guard_principal
@@ -102,8 +107,63 @@ def create_app(settings: Settings | None = None) -> EventCollectorApp:
     console_endpoints.install(app)
     for route in event_endpoints.RAW_ROUTES:
         app.add_raw_route(route)
+    _install_allow(app)  # keep after every route and mount: it answers what they do not
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+_ANY_PATH = "/{path:path}"
+
+
+def _allowed_methods(app: EventCollectorApp, scope: Scope) -> set[str]:
+    """The methods served at the request's path: the OpenAPI document's (a concrete path before
+    the templated ones, as OpenAPI matches them: `/api/v1/events/batch` is the batch, not an
+    event id), else whatever an undocumented route (the docs pages) answers, asked of the
+    routes themselves."""
+    path = scope["path"]
+    documented: dict[str, dict[str, Any]] = app.openapi()["paths"]
+    operations = [documented[path]] if path in documented else []
+    if not operations:
+        operations = [
+            ops
+            for template, ops in documented.items()
+            if "{" in template and re.fullmatch(_template_regex(template), path)
+        ]
+    methods = {method.upper() for ops in operations for method in ops}
+    if methods:
+        return methods
+    routes = [r for r in app.router.routes if getattr(r, "path", None) != _ANY_PATH]
+    for method in _ALL_METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    return methods
+
+
+def _template_regex(template: str) -> str:
+    return "".join(
+        "[^/]+" if part.startswith("{") else re.escape(part)
+        for part in re.split(r"({\w+})", template)
+    )
+
+
+def _install_allow(app: EventCollectorApp) -> None:
+    """OPTIONS on any route answers 204 with ``Allow``; a method a path does not serve answers
+    405 with ``Allow`` listing what it does serve (RFC 9110 §15.5.6), the same set whichever
+    route matched first (a path served by both a FastAPI route and a raw route lists both)."""
+
+    async def allow(request: Request) -> Response:
+        methods = _allowed_methods(app, request.scope) - {"OPTIONS"}
+        if not methods:
+            raise StarletteHTTPException(404)
+        allow_header = ", ".join(sorted(methods | {"OPTIONS"}))
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers={"Allow": allow_header})
+        raise StarletteHTTPException(405, headers={"Allow": allow_header})
+
+    # Matched only when no route matched fully: an unknown path (404) or an unserved method.
+    app.router.routes.append(Route(_ANY_PATH, allow, methods=_ALL_METHODS))
 
 
 def _openapi(app: EventCollectorApp) -> dict[str, Any]:
@@ -148,5 +208,38 @@ def _openapi(app: EventCollectorApp) -> dict[str, Any]:
             parameters = operation.setdefault("parameters", [])
             if not any(p.get("name") == "X-TWC-Tenant" for p in parameters):
                 parameters.append(tenant_header)
+    _add_links(schema)
     app.openapi_schema = schema
     return schema
+
+
+# Operations whose answer names a resource, and which path parameters it supplies: the OpenAPI
+# links that let a client (and a stateful test) go from a create to everything about that
+# resource. (method, path, status) → {path parameter: runtime expression}.
+_LINK_SOURCES: dict[tuple[str, str, str], dict[str, str]] = {
+    ("post", "/api/v1/event-subscription", "201"): {"subscription_id": "$response.body#/id"},
+    ("put", "/api/v1/event-subscription", "200"): {"subscription_id": "$response.body#/id"},
+    ("post", "/api/v1/events", "201"): {"event_id": "$response.body#/id"},
+    ("post", "/api/v1/jobs", "201"): {"job_id": "$response.body#/id"},
+    ("post", "/api/v1/jobs/{job_id}/run", "202"): {
+        "job_id": "$request.path.job_id",
+        "run_id": "$response.body#/run_id",
+    },
+}
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    """Link each source to every operation whose path parameters it supplies."""
+    paths: dict[str, dict[str, Any]] = schema["paths"]
+    for (method, source_path, status), supplies in _LINK_SOURCES.items():
+        response = paths[source_path][method]["responses"][status]
+        links = response.setdefault("links", {})
+        for path, operations in paths.items():
+            needed = set(re.findall(r"{(\w+)}", path))
+            if not needed or not needed <= supplies.keys() or path == source_path:
+                continue
+            for operation in operations.values():
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {name: supplies[name] for name in sorted(needed)},
+                }

@@ -182,7 +182,7 @@ async def test_put_with_a_different_id_is_a_400(
         ({"number_of_items_in_email": -2}, "number_of_items_in_email", "-1"),
         ({"number_of_items_in_email": "many"}, "number_of_items_in_email", "integer"),
         ({"number_of_items_in_email": 2**70}, "number_of_items_in_email", "1000"),
-        ({"template_id": "d-\u0000"}, "template_id", "pattern"),
+        ({"template_id": "d-\u0000"}, "template_id", "control characters"),
         ({"schedule": "61 * * * *", "scheduleExpression": None}, "schedule", "minute"),
         ({"schedule": "0 9 * *", "scheduleExpression": None}, "schedule", "5 fields"),
         ({"schedule": "0 0 9 * * *", "scheduleExpression": None}, "schedule", "5 fields"),

@@ -76,8 +76,8 @@ async def test_item_before_product_variant_price_and_stock(client, tenant) -> No
     assert item["resolved_variant_id"] == "v1"
     assert item["resolved_product_id"] == "p1"
     assert (item["baseline_price"], item["effective_price"], item["available_stock"]) == (
-        "30",
-        "30",
+        "30.00",
+        "30.00",
         4,
     )
 

@@ -34,10 +34,10 @@ async def test_baseline_is_price_at_add_time_and_current_price_moves(client, ten
     await _customer_with_item(client, tenant, {"product": {"selectedVariantId": "v1"}})
     await _price(client, tenant, "v1", "50.00", "30.00")
     item = await _item(client, tenant)
-    assert item["baseline_price"] == "45"
+    assert item["baseline_price"] == "45.00"
     assert item["baseline_currency"] == "AUD"
-    assert item["effective_price"] == "30"
-    assert (item["price"], item["sale_price"], item["currency"]) == ("50", "30", "AUD")
+    assert item["effective_price"] == "30.00"
+    assert (item["price"], item["sale_price"], item["currency"]) == ("50.00", "30.00", "AUD")
 
 
 async def test_baseline_is_first_price_after_add_when_none_known(client, tenant) -> None:
@@ -46,7 +46,7 @@ async def test_baseline_is_first_price_after_add_when_none_known(client, tenant)
     await _price(client, tenant, "v1", "20")
     await _price(client, tenant, "v1", "10")
     item = await _item(client, tenant)
-    assert (item["baseline_price"], item["effective_price"]) == ("20", "10")
+    assert (item["baseline_price"], item["effective_price"]) == ("20.00", "10.00")
 
 
 async def test_baseline_through_variant_ref_resolved_later(client, tenant) -> None:
@@ -56,7 +56,7 @@ async def test_baseline_through_variant_ref_resolved_later(client, tenant) -> No
     await post(client, tenant, "VARIANT_PRODUCT", "CREATE", {"id": "v1", "productRef": "SKU-1"})
     item = await _item(client, tenant)
     assert item["resolved_variant_id"] == "v1"
-    assert item["baseline_price"] == "20"
+    assert item["baseline_price"] == "20.00"
 
 
 async def test_product_level_item_uses_product_prices(client, tenant) -> None:
@@ -75,7 +75,7 @@ async def test_product_level_item_uses_product_prices(client, tenant) -> None:
         },
     )
     item = await _item(client, tenant)
-    assert (item["baseline_price"], item["currency"], item["available_stock"]) == ("9", "EUR", 3)
+    assert (item["baseline_price"], item["currency"], item["available_stock"]) == ("9.00", "EUR", 3)
     assert item["title"] == "T"
 
 
@@ -84,10 +84,13 @@ async def test_effective_price_rules(client, tenant) -> None:
     await _price(client, tenant, "v1", "10", "8", currency="USD")  # sale lower: sale
     await _price(client, tenant, "v2", None, "7")  # only a sale price
     v1 = await get(client, tenant, "/api/v1/variants/v1")
-    assert {p["currency"]: p["effective_price"] for p in v1["prices"]} == {"AUD": "10", "USD": "8"}
+    assert {p["currency"]: p["effective_price"] for p in v1["prices"]} == {
+        "AUD": "10.00",
+        "USD": "8.00",
+    }
     v2 = await get(client, tenant, "/api/v1/variants/v2")
     assert v2["kind"] == "unknown"
-    assert v2["prices"][0]["effective_price"] == "7"
+    assert v2["prices"][0]["effective_price"] == "7.00"
 
 
 async def test_price_history_records_changes_only(client, tenant) -> None:
@@ -95,7 +98,7 @@ async def test_price_history_records_changes_only(client, tenant) -> None:
     await _price(client, tenant, "v1", "10")
     await _price(client, tenant, "v1", "9")
     history = (await get(client, tenant, "/api/v1/variants/v1"))["price_history"]
-    assert [h["effective_price"] for h in history] == ["10", "9"]
+    assert [h["effective_price"] for h in history] == ["10.00", "9.00"]
 
 
 async def test_available_is_sum_over_locations_clamped(client, tenant) -> None:
@@ -218,3 +221,21 @@ async def test_item_flags_and_stock_in_wishlist_view(client, tenant) -> None:
     assert item["available_stock"] == 5
     assert item["title"] == "Blue"
     assert item["product_deleted"] is True
+
+
+async def test_amounts_keep_the_currency_precision_or_more(client, tenant) -> None:
+    # "100.00" used to come back as "100" (issue 13 item 6): the currency's minor units, or the
+    # digits sent when there are more.
+    await _price(client, tenant, "v1", "100.00", currency="EUR")
+    await _price(client, tenant, "v1", "500", currency="JPY")
+    await _price(client, tenant, "v1", "1.5", currency="KWD")
+    await _price(client, tenant, "v1", "19.999", "19.5", currency="USD")
+    v1 = await get(client, tenant, "/api/v1/variants/v1")
+    shown = {p["currency"]: (p["price"], p["sale_price"]) for p in v1["prices"]}
+    assert shown == {
+        "EUR": ("100.00", None),
+        "JPY": ("500", None),
+        "KWD": ("1.500", None),
+        "USD": ("19.999", "19.50"),
+    }
+    assert {h["currency"]: h["price"] for h in v1["price_history"]}["USD"] == "19.999"

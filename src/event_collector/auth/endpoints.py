@@ -17,6 +17,8 @@ from event_collector.kit.nul import NUL
 
 router = APIRouter(tags=["auth"])
 
+_TOKEN_PARAMETERS = ("grant_type", "client_id", "client_secret", "scope")
+
 _TOKEN_DOC = {
     "requestBody": {
         "required": True,
@@ -93,11 +95,13 @@ async def _read_form(request: Request) -> dict[str, str]:
         parsed = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         raise OAuthError("invalid_request", "the form is not valid UTF-8") from None
-    duplicated = [name for name, values in parsed.items() if len(values) > 1]
+    # RFC 6749 §3.2: a parameter must not be sent twice, and unrecognized ones are ignored
+    # (so are their repetitions).
+    duplicated = [name for name in _TOKEN_PARAMETERS if len(parsed.get(name, ())) > 1]
     if duplicated:
         raise OAuthError("invalid_request", f"parameter {duplicated[0]!r} is repeated")
-    form = {name: values[0] for name, values in parsed.items()}
-    if any(NUL in name or NUL in value for name, value in form.items()):
+    form = {name: parsed[name][0] for name in _TOKEN_PARAMETERS if name in parsed}
+    if any(NUL in value for value in form.values()):
         raise OAuthError("invalid_request", "the form must not contain a NUL character (%00)")
     return form
 

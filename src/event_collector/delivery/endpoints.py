@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response
 
 from event_collector.auth.dependencies import SubscriptionsRead, SubscriptionsWrite
@@ -15,6 +15,7 @@ from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection, Secrets
 from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.timefmt import UtcDateTime
+from event_collector.kit.validation import TIMESTAMP_SCHEMA
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["deliveries"])
 # The tenant's deliveries across its subscriptions (the console's dead-letter view).
@@ -68,10 +69,20 @@ class DeliveryPage(BaseModel):
     nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
 
 
+def _timestamp_text(value: Any) -> Any:
+    # An ISO-8601 string only: lax pydantic would read a number as Unix seconds.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 timestamp (2024-05-01T00:00:00Z)")
+    return value
+
+
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: UtcDateTime = Field(description="Deliveries created at or after this time (ISO-8601)")
+    since: Annotated[UtcDateTime, BeforeValidator(_timestamp_text)] = Field(
+        description="Deliveries created at or after this time (ISO-8601)",
+        json_schema_extra=TIMESTAMP_SCHEMA,
+    )
     status: Literal["failed", "all"] = Field(
         default="failed",
         description="`failed`: dead letters only; `all`: failed and delivered ones",

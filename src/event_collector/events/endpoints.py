@@ -31,6 +31,7 @@ from event_collector.kit.http import error_responses, json_response
 from event_collector.kit.raw_routes import RawRequest, RawResponse, RawRoute
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import TimestampOutOfRange, parse_timestamp
+from event_collector.kit.validation import TIMESTAMP_SCHEMA, any_case_pattern
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"])
 _TENANT_HEADER = TENANT_HEADER.encode()
@@ -85,6 +86,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+# Any JSON value: the batch judges items one by one (see the operation's description).
+_BATCH_ITEM = {
+    "anyOf": [_ref("EventIn"), {}],
+    "description": "An EventIn; anything else is reported `invalid`.",
+}
+
 RAW_ROUTES = (
     RawRoute(
         "POST",
@@ -123,7 +130,9 @@ RAW_ROUTES = (
                 'Accepts a JSON array of events (or `{"events": [...]}`). Valid items are '
                 "stored even when others are not; each item's result is `created`, "
                 "`duplicate`, `conflict` or `invalid`, in request order. At most "
-                "`EC_MAX_BATCH_EVENTS` (500) events."
+                "`EC_MAX_BATCH_EVENTS` (500) events. Each item is validated on its own as an "
+                "`EventIn`: an item that is not one (even a non-object) does not fail the "
+                "request, it is reported `invalid` with its problems."
             ),
             "requestBody": {
                 "required": True,
@@ -131,13 +140,13 @@ RAW_ROUTES = (
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                {"type": "array", "items": _ref("EventIn"), "minItems": 1},
+                                {"type": "array", "items": _BATCH_ITEM, "minItems": 1},
                                 {
                                     "type": "object",
                                     "properties": {
                                         "events": {
                                             "type": "array",
-                                            "items": _ref("EventIn"),
+                                            "items": _BATCH_ITEM,
                                             "minItems": 1,
                                         }
                                     },
@@ -191,13 +200,26 @@ async def list_events(
     principal: EventsRead,
     conn: ReadConnection,
     entity_type: Annotated[
-        str | None, Query(description=f"One of {', '.join(sorted(ENTITY_TYPES))}")
+        str | None,
+        Query(
+            description=f"One of {', '.join(sorted(ENTITY_TYPES))} (any letter case)",
+            json_schema_extra={"pattern": any_case_pattern(ENTITY_TYPES)},
+        ),
     ] = None,
     entity_id: Annotated[str | None, Query(max_length=255)] = None,
     event_type: Annotated[EventType | None, Query()] = None,
     operation: Annotated[Operation | None, Query()] = None,
-    since: Annotated[str | None, Query(description="received at or after (ISO-8601)")] = None,
-    until: Annotated[str | None, Query(description="received before (ISO-8601)")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="received at or after (ISO-8601)",
+            json_schema_extra=TIMESTAMP_SCHEMA,
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(description="received before (ISO-8601)", json_schema_extra=TIMESTAMP_SCHEMA),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:

@@ -116,6 +116,14 @@ ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
 KeyAttributes = dict[ShortText, Annotated[str, NoNul]]
 
 
+# Standard alphabet, padding optional (what _decode_base64_field accepts, blanks aside).
+BASE64_JSON: dict[str, Any] = {
+    "contentEncoding": "base64",
+    "contentMediaType": "application/json",
+    "pattern": r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}(?:==)?|[A-Za-z0-9+/]{3}=?)?$",
+}
+
+
 def _decode_base64_field(value: str | None, info: ValidationInfo) -> str | None:
     if value is None or value == "":
         return value or None
@@ -147,10 +155,14 @@ class EventPayloadIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     base64_encoded_payload_json: str | None = Field(
-        default=None, description="Base64 of the entity JSON (not encrypted, despite the seed)."
+        default=None,
+        description="Base64 of the entity JSON (not encrypted, despite the seed).",
+        json_schema_extra=BASE64_JSON,
     )
     base64_encoded_fault_json: str | None = Field(
-        default=None, description="Base64 of the fault/error JSON, for fault reports."
+        default=None,
+        description="Base64 of the fault/error JSON, for fault reports.",
+        json_schema_extra=BASE64_JSON,
     )
     entity_id: ShortText | None = None
     key_attributes: KeyAttributes | None = Field(

@@ -27,6 +27,7 @@ from event_collector.jobs.schemas import (
 from event_collector.kit.db import utcnow
 from event_collector.kit.dependencies import AppSettings, Db, ReadConnection
 from event_collector.kit.http import error_responses, json_response
+from event_collector.kit.validation import any_case_pattern
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
@@ -38,6 +39,8 @@ Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
 Cursor = Annotated[
     str | None, Query(max_length=200, description="`next_cursor` of the previous page")
 ]
+# Like a deleted job itself, its runs answer 404 unless asked for.
+IncludeDeleted = Annotated[bool, Query(description="Also answer for a deleted job")]
 
 
 def _scheduler(request: Request) -> Scheduler | None:
@@ -158,7 +161,11 @@ async def list_jobs(
     principal: JobsRead,
     conn: ReadConnection,
     notification: Annotated[
-        str | None, Query(description=f"One of {', '.join(NOTIFICATIONS)} (any case)")
+        str | None,
+        Query(
+            description=f"One of {', '.join(NOTIFICATIONS)} (any case)",
+            json_schema_extra={"pattern": any_case_pattern(NOTIFICATIONS)},
+        ),
     ] = None,
     active: Annotated[bool | None, Query(description="Only active (true) or inactive")] = None,
     include_deleted: Annotated[bool, Query(description="Also list deleted jobs")] = False,
@@ -188,7 +195,7 @@ async def get_job(
     job_id: IdPath,
     principal: JobsRead,
     conn: ReadConnection,
-    include_deleted: Annotated[bool, Query(description="Also answer for a deleted job")] = False,
+    include_deleted: IncludeDeleted = False,
 ) -> Response:
     job = await service.job_with_last_run(
         conn, principal.tenant, job_id, include_deleted=include_deleted
@@ -239,8 +246,16 @@ async def list_runs(
     conn: ReadConnection,
     limit: Limit = 100,
     cursor: Cursor = None,
+    include_deleted: IncludeDeleted = False,
 ) -> Response:
-    page = await service.list_runs(conn, principal.tenant, job_id, cursor=cursor, limit=limit)
+    page = await service.list_runs(
+        conn,
+        principal.tenant,
+        job_id,
+        cursor=cursor,
+        limit=limit,
+        include_deleted=include_deleted,
+    )
     return json_response(page)
 
 
@@ -251,7 +266,13 @@ async def list_runs(
     responses=error_responses(400, 401, 403, 404),
 )
 async def get_run(
-    job_id: IdPath, run_id: RunIdPath, principal: JobsRead, conn: ReadConnection
+    job_id: IdPath,
+    run_id: RunIdPath,
+    principal: JobsRead,
+    conn: ReadConnection,
+    include_deleted: IncludeDeleted = False,
 ) -> Response:
-    run = await service.get_run(conn, principal.tenant, job_id, run_id)
+    run = await service.get_run(
+        conn, principal.tenant, job_id, run_id, include_deleted=include_deleted
+    )
     return json_response(run)

@@ -7,6 +7,7 @@ the stored job (the effective schedule in its time zone, ``template_id``).
 from __future__ import annotations
 
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -14,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
 )
 
@@ -55,10 +57,23 @@ Notification = Annotated[
     AfterValidator(_check_notification),
     Field(json_schema_extra={"enum": list(NOTIFICATIONS)}),
 ]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # JSON true is not 1 (lax pydantic would take it); 250.0 is still 250.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    return value
+
+
 ItemCount = Annotated[
     int,
+    BeforeValidator(_not_a_boolean),
     AfterValidator(_check_item_count),
-    Field(description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}."),
+    Field(
+        description=f"-1 = the whole wishlist, or 1 to {MAX_ITEMS_IN_EMAIL}.",
+        json_schema_extra={"minimum": -1, "maximum": MAX_ITEMS_IN_EMAIL, "not": {"const": 0}},
+    ),
 ]
 # No control characters (PostgreSQL text cannot hold NUL).
 _PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
@@ -85,21 +100,82 @@ _TEMPLATE = (
 _PARAMETERS = "`campaign_id`, `utm_medium` and any other keys (thresholds …)."
 
 
+# What the service's checks of a whole job require, stated for the OpenAPI document: a
+# scheduled job has a schedule; a job that sends email has a template. The cron pattern is the
+# plain numeric form (the server also takes ranges, lists, steps and the AWS forms).
+_CRON = (
+    r"^(?:[1-5]?[0-9]|\*) (?:1?[0-9]|2[0-3]|\*) (?:[1-9]|1[0-9]|2[0-8]|\*) "
+    r"(?:[1-9]|1[0-2]|\*) (?:[0-6]|\*)$"
+)
+_JOB_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "anyOf": [
+                {"required": ["is_scheduled"], "properties": {"is_scheduled": {"const": False}}},
+                {
+                    "required": ["schedule"],
+                    "properties": {"schedule": {"type": "string", "pattern": "[^ ]"}},
+                },
+                {
+                    "required": ["scheduleExpression"],
+                    "properties": {"scheduleExpression": {"type": "string", "pattern": "[^ ]"}},
+                },
+            ]
+        },
+        {
+            "anyOf": [
+                {
+                    "required": ["template_id"],
+                    "properties": {"template_id": {"type": "string", "minLength": 1}},
+                },
+                {
+                    "required": ["job_parameters"],
+                    "properties": {
+                        "job_parameters": {
+                            "required": ["output"],
+                            "properties": {"output": {"const": "message"}},
+                        }
+                    },
+                },
+            ]
+        },
+    ]
+}
+
+
+def _strings(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The string schemas of a field (itself, or the string member of ``X | None``)."""
+    return [v for v in schema.get("anyOf", [schema]) if v.get("type") == "string"]
+
+
+def _time_zones(schema: dict[str, Any]) -> None:
+    for variant in _strings(schema):
+        variant.pop("pattern", None)
+        variant["enum"] = sorted(available_timezones())
+
+
+def _cron(schema: dict[str, Any]) -> None:
+    for variant in _strings(schema):
+        variant["pattern"] = f"^(?:{_CRON[1:-1]}|[ ]*)$"  # blank: absent
+
+
 class JobIn(BaseModel):
     """A job as a client creates it (POST /api/v1/jobs)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_JOB_RULES)
 
     id: JobId | None = Field(default=None, description="Generated (UUID) when absent.")
-    deleted: bool = False
-    is_active: bool = True
-    is_scheduled: bool = True
+    deleted: StrictBool = False
+    is_active: StrictBool = True
+    is_scheduled: StrictBool = True
     job_parameters: JobParameters = Field(default_factory=dict, description=_PARAMETERS)
     notification: Notification
     number_of_items_in_email: ItemCount = -1
-    schedule: Expression = Field(default=None, description=_SCHEDULE)
-    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE)
+    schedule: Expression = Field(default=None, description=_SCHEDULE, json_schema_extra=_cron)
+    scheduleExpression: Expression = Field(
+        default=None, description=_EXPRESSION, json_schema_extra=_cron
+    )
+    timezone: TimeZone = Field(default="UTC", description=_TIMEZONE, json_schema_extra=_time_zones)
     template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 
@@ -111,16 +187,25 @@ class JobUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: JobId | None = None
-    deleted: bool | None = None
-    is_active: bool | None = None
-    is_scheduled: bool | None = None
+    id: JobId | None = Field(
+        default=None,
+        description="Read-only: the path's id; a body may carry it back unchanged, a different "
+        "one answers 400.",
+        json_schema_extra={"readOnly": True},
+    )
+    deleted: StrictBool | None = None
+    is_active: StrictBool | None = None
+    is_scheduled: StrictBool | None = None
     job_parameters: JobParameters | None = Field(default=None, description=_PARAMETERS)
     notification: Notification | None = None
     number_of_items_in_email: ItemCount | None = None
-    schedule: Expression = Field(default=None, description=_SCHEDULE)
-    scheduleExpression: Expression = Field(default=None, description=_EXPRESSION)
-    timezone: TimeZone | None = Field(default=None, description=_TIMEZONE)
+    schedule: Expression = Field(default=None, description=_SCHEDULE, json_schema_extra=_cron)
+    scheduleExpression: Expression = Field(
+        default=None, description=_EXPRESSION, json_schema_extra=_cron
+    )
+    timezone: TimeZone | None = Field(
+        default=None, description=_TIMEZONE, json_schema_extra=_time_zones
+    )
     template_id: TemplateId | None = Field(default=None, description=_TEMPLATE)
 
 

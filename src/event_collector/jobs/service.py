@@ -316,8 +316,10 @@ async def dry_run(runner: JobRunner, job: dict[str, Any], now: datetime) -> dict
     return {"messages": outcome.messages, "counts": outcome.counts}
 
 
-async def get_run(conn: AsyncConnection, tenant: str, job_id: str, run_id: str) -> dict[str, Any]:
-    await get_job(conn, tenant, job_id)
+async def get_run(
+    conn: AsyncConnection, tenant: str, job_id: str, run_id: str, *, include_deleted: bool = True
+) -> dict[str, Any]:
+    await get_job(conn, tenant, job_id, include_deleted=include_deleted)
     run = await JobRepository(conn).get_run(tenant, job_id, run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r} of job {job_id!r}")
@@ -325,9 +327,15 @@ async def get_run(conn: AsyncConnection, tenant: str, job_id: str, run_id: str) 
 
 
 async def list_runs(
-    conn: AsyncConnection, tenant: str, job_id: str, *, cursor: str | None, limit: int
+    conn: AsyncConnection,
+    tenant: str,
+    job_id: str,
+    *,
+    cursor: str | None,
+    limit: int,
+    include_deleted: bool = True,
 ) -> dict[str, Any]:
-    await get_job(conn, tenant, job_id)
+    await get_job(conn, tenant, job_id, include_deleted=include_deleted)
     rows = await JobRepository(conn).list_runs(
         tenant, job_id, before_seq=decode_cursor(cursor) if cursor else None, limit=limit + 1
     )

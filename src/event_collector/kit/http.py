@@ -18,6 +18,7 @@ from event_collector.kit.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from event_collector.kit.validation import readable_problems
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,9 @@ def is_json_content_type(value: str | None) -> bool:
 
 
 def pydantic_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
-    """Validation problems as ``{"loc": [...], "msg": "..."}`` without echoing input values."""
-    problems = []
-    for error in exc.errors():
-        loc = [part for part in error.get("loc", ()) if part not in ("body",)]
-        problems.append({"loc": loc, "msg": error.get("msg", "invalid"), "type": error.get("type")})
-    return problems
+    """Validation problems as ``{"loc": [...], "msg": "..."}`` in plain words, without echoing
+    input values (kit.validation)."""
+    return readable_problems(exc.errors())
 
 
 def raise_for_validation(exc: ValidationError) -> None:

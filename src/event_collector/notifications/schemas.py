@@ -36,7 +36,13 @@ class NotificationPage(BaseModel):
     next_cursor: str | None
 
 
-EmailAddress = Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), NoNul]
+# \s differs between the validator (Rust: U+0085 is a space) and JSON Schema (ECMA: U+FEFF is):
+# name both, so the document and the check accept the same addresses.
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320, pattern=r"^[^@\s\x85\ufeff]+@[^@\s\x85\ufeff]+\.[^@\s\x85\ufeff]+$"),
+    NoNul,
+]
 Name = Annotated[str, Field(max_length=255), NoNul]  # no NUL: PostgreSQL refuses it (kit.nul)
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from event_collector.kit.cursors import decode_seq_cursor, encode_seq_cursor
 from event_collector.kit.db import AnyConnection
 from event_collector.kit.errors import NotFound
+from event_collector.kit.money import format_amount
 from event_collector.kit.timefmt import isoformat_z
 from event_collector.read_model.apply.rules import (
     DEFAULT_BACK_IN_STOCK_THRESHOLD,
@@ -23,14 +23,6 @@ from event_collector.read_model.apply.rules import (
 from event_collector.read_model.repository import ReadModelRepository, Row
 
 HISTORY_LIMIT = 100
-
-
-def money(value: Decimal | None) -> str | None:
-    """Amounts travel as decimal strings ("19.99"), never floats."""
-    if value is None:
-        return None
-    text = format(Decimal(value).normalize(), "f")
-    return text
 
 
 def _time(value: datetime | None) -> str | None:
@@ -66,9 +58,9 @@ async def get_customer(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict
 def _price_out(price: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "currency": price["currency"],
-        "price": money(price["price"]),
-        "sale_price": money(price["sale_price"]),
-        "effective_price": money(price["effective_price"]),
+        "price": format_amount(price["price"], price["currency"]),
+        "sale_price": format_amount(price["sale_price"], price["currency"]),
+        "effective_price": format_amount(price["effective_price"], price["currency"]),
         "active": price["active"],
         "deleted": price["deleted"],
         "updated_at": _time(price["updated_at"]),
@@ -128,12 +120,12 @@ def _item_out(item: Mapping[str, Any]) -> dict[str, Any]:
         "link": item["link"],
         "image_link": item["image_link"],
         "product_deleted": item["unavailable"],
-        "baseline_price": money(item["baseline_price"]),
+        "baseline_price": format_amount(item["baseline_price"], item["baseline_currency"]),
         "baseline_currency": item["baseline_currency"],
         "currency": item["currency"],
-        "price": money(item["price"]),
-        "sale_price": money(item["sale_price"]),
-        "effective_price": money(item["effective_price"]),
+        "price": format_amount(item["price"], item["currency"]),
+        "sale_price": format_amount(item["sale_price"], item["currency"]),
+        "effective_price": format_amount(item["effective_price"], item["currency"]),
         "available_stock": item["available_stock"],
         "low_stock_threshold": DEFAULT_LOW_STOCK_THRESHOLD if low is None else low,
         "back_in_stock_threshold": (
@@ -188,9 +180,9 @@ async def get_variant(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[
         "price_history": [
             {
                 "currency": h["currency"],
-                "price": money(h["price"]),
-                "sale_price": money(h["sale_price"]),
-                "effective_price": money(h["effective_price"]),
+                "price": format_amount(h["price"], h["currency"]),
+                "sale_price": format_amount(h["sale_price"], h["currency"]),
+                "effective_price": format_amount(h["effective_price"], h["currency"]),
                 "event_seq": h["event_seq"],
                 "recorded_at": _time(h["recorded_at"]),
             }

@@ -19,6 +19,7 @@ from event_collector.subscriptions.schemas import (
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionUpdate,
+    SubscriptionUpdateById,
 )
 
 router = APIRouter(prefix="/api/v1/event-subscription", tags=["event subscriptions"])
@@ -69,7 +70,10 @@ _UPDATE_DESCRIPTION = (
     responses=error_responses(400, 401, 403, 404, 415),
 )
 async def update_subscription_by_body(
-    body: SubscriptionUpdate, principal: SubscriptionsWrite, policy: Policy, conn: WriteConnection
+    body: SubscriptionUpdateById,
+    principal: SubscriptionsWrite,
+    policy: Policy,
+    conn: WriteConnection,
 ) -> Response:
     return await _update(conn, policy, principal.tenant, None, body)
 

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
 )
 
@@ -34,6 +35,7 @@ SUBSCRIPTION_ENTITY_TYPES: tuple[str, ...] = tuple(sorted(ENTITY_TYPES | {"NOTIF
 _ENTITY_TYPE_SET = frozenset(SUBSCRIPTION_ENTITY_TYPES)
 
 DESTINATION_TYPES = ("SQS", "SNS", "WEBHOOK")
+MAX_HEADERS = 20
 
 
 def _upper(value: Any) -> Any:
@@ -99,8 +101,92 @@ class WebhookIn(BaseModel):
     )
 
 
+# What normalize_destination accepts, stated for the OpenAPI document (a client, or a schema
+# fuzzer, can build a valid destination from it). Patterns describe the common, fully checked
+# forms: an AWS queue URL or topic ARN (region taken from it), a public https webhook; the
+# server also accepts AWS-compatible queue endpoints with an explicit region, which a pattern
+# cannot tie to the URL.
+# A blank webhook secret is absent (one is generated). A masked one ("********abcd", as a GET
+# shows it) keeps the stored secret on an update: not described, a create refuses it.
+_BLANK = r"[ ]*"
+_KEYS: dict[str, Any] = {
+    "oneOf": [
+        {
+            "title": "the server's own AWS credentials",
+            "properties": {"accessKey": {"type": "null"}, "accessSecret": {"type": "null"}},
+        },
+        {
+            "title": "the subscription's AWS credentials",
+            "required": ["accessKey", "accessSecret"],
+            "properties": {
+                "accessKey": {"type": "string", "pattern": r"^[A-Z0-9]{16,128}$"},
+                "accessSecret": {"type": "string", "pattern": r"^[A-Za-z0-9/+]{40}$"},
+            },
+        },
+    ]
+}
+_SQS_URL = r"^https://sqs\.[a-z]{2}-[a-z]{4,9}-[1-9]\.amazonaws\.com/[0-9]{12}/[A-Za-z0-9_-]{1,80}$"
+_SNS_ARN = r"^arn:aws:sns:[a-z]{2}-[a-z]{4,9}-[1-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}$"
+_WEBHOOK_URL = r"^https://[a-z][a-z0-9-]{0,30}(\.[a-z][a-z0-9-]{0,30}){0,3}\.[a-z]{2,6}(/[A-Za-z0-9._~-]{0,40}){0,4}$"
+_WEBHOOK_SECRET = (
+    r"^(?:whsec_(?:[A-Za-z0-9+/]{4}){6,20}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+    rf"|{_BLANK})$"
+)
+
+
+def _aws_block(arn_or_url: str, pattern: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": [arn_or_url],
+        "properties": {
+            arn_or_url: {"type": "string", "pattern": pattern},
+            "region": {"type": "null", "description": "Taken from the URL or ARN."},
+        },
+        **_KEYS,
+    }
+
+
+def _variant(kind: str, block: str, block_schema: dict[str, Any]) -> dict[str, Any]:
+    others = {name: {"type": "null"} for name in ("sqs", "sns", "webhook") if name != block}
+    return {
+        "title": f"{kind} ({block} block)",
+        "required": ["type", block],
+        "properties": {"type": {"const": kind}, block: block_schema, **others},
+    }
+
+
+DESTINATION_VARIANTS: list[dict[str, Any]] = [
+    _variant("SQS", "sqs", _aws_block("queueUrl", _SQS_URL)),
+    _variant("SNS", "sns", _aws_block("topicArn", _SNS_ARN)),
+    # The seed's own example: type SNS with the topic ARN in an sqs block's queueUrl.
+    _variant("SNS", "sqs", _aws_block("queueUrl", _SNS_ARN)),
+    _variant(
+        "WEBHOOK",
+        "webhook",
+        {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "pattern": _WEBHOOK_URL},
+                "secret": {"type": ["string", "null"], "pattern": _WEBHOOK_SECRET},
+                "headers": {
+                    "type": ["object", "null"],
+                    "maxProperties": MAX_HEADERS,
+                    "propertyNames": {"pattern": r"^x-[a-z0-9-]{1,40}$"},
+                    "additionalProperties": {"type": "string", "pattern": r"^[ -~]{0,200}$"},
+                },
+            },
+        },
+    ),
+]
+
+
+def _destination_variants(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = DESTINATION_VARIANTS
+
+
 class DestinationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_destination_variants)
 
     type: Annotated[
         str,
@@ -118,11 +204,11 @@ class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: SubscriptionId | None = Field(default=None, description="Generated (UUID) when absent.")
-    active: bool = True
+    active: StrictBool = True
     entityType: EntityType
-    subscribeCreate: bool = True
-    subscribeChange: bool = True
-    subscribeDelete: bool = True
+    subscribeCreate: StrictBool = True
+    subscribeChange: StrictBool = True
+    subscribeDelete: StrictBool = True
     destination: DestinationIn
 
 
@@ -134,13 +220,24 @@ class SubscriptionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: SubscriptionId | None = None
-    active: bool | None = None
+    id: SubscriptionId | None = Field(
+        default=None,
+        description="Read-only: the path's id; a body may carry it back unchanged, a different "
+        "one answers 400.",
+        json_schema_extra={"readOnly": True},
+    )
+    active: StrictBool | None = None
     entityType: EntityType | None = None
-    subscribeCreate: bool | None = None
-    subscribeChange: bool | None = None
-    subscribeDelete: bool | None = None
+    subscribeCreate: StrictBool | None = None
+    subscribeChange: StrictBool | None = None
+    subscribeDelete: StrictBool | None = None
     destination: DestinationIn | None = None
+
+
+class SubscriptionUpdateById(SubscriptionUpdate):
+    """A PUT body that names the subscription it updates (PUT /event-subscription)."""
+
+    id: SubscriptionId = Field(description="The subscription to update.")
 
 
 # --- responses (documentation; the endpoints render dicts) ---------------------------------
@@ -260,7 +357,6 @@ RESERVED_HEADERS = frozenset(
         "webhook-signature",
     }
 )
-MAX_HEADERS = 20
 _SECRET_HEADER_HINTS = ("auth", "token", "secret", "key", "password", "cookie", "signature")
 
 
