@@ -17,11 +17,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from event_collector.kit.nul import NoNul
+from event_collector.kit.nul import NO_NUL_PATTERN, NoNul
 
 
 class _CaseInsensitive(StrEnum):
@@ -113,7 +114,17 @@ EventId = Annotated[
 ]
 # No NUL in stored text (PostgreSQL refuses it; see kit.nul): a 400, on both databases.
 ShortText = Annotated[str, StringConstraints(max_length=255), NoNul]
-KeyAttributes = dict[ShortText, Annotated[str, NoNul]]
+# Written out: pydantic would turn the key rule into patternProperties, which admits any key.
+KeyAttributes = Annotated[
+    dict[ShortText, Annotated[str, NoNul]],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"maxLength": 255, "pattern": NO_NUL_PATTERN},
+            "additionalProperties": {"type": "string", "pattern": NO_NUL_PATTERN},
+        }
+    ),
+]
 
 
 # Standard alphabet, padding optional (what _decode_base64_field accepts, blanks aside).

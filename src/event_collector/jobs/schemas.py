@@ -97,7 +97,10 @@ _TEMPLATE = (
     'SendGrid template id; required unless `job_parameters.output` is "message" (the job '
     "only publishes NOTIFICATION messages)."
 )
-_PARAMETERS = "`campaign_id`, `utm_medium` and any other keys (thresholds …)."
+_PARAMETERS = (
+    "`campaign_id`, `utm_medium` and any other keys (thresholds …): free-form JSON, nested at "
+    "most 32 levels, with no NUL character (\\u0000) in any key or string."
+)
 
 
 # What the service's checks of a whole job require, stated for the OpenAPI document: a

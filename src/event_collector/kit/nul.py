@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 from starlette.requests import Request
 
 from event_collector.kit.errors import BadRequest
@@ -27,7 +28,26 @@ def refuse_nul(value: Any) -> Any:
     return value
 
 
-NoNul = AfterValidator(refuse_nul)
+class _NoNul:
+    """Validates like ``AfterValidator(refuse_nul)`` and says so in the OpenAPI document (a
+    pattern, unless the field has its own, which then excludes NUL itself)."""
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(refuse_nul, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        if json_schema.get("type") == "string":
+            json_schema.setdefault("pattern", NO_NUL_PATTERN)
+        return json_schema
+
+
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+NoNul = _NoNul()
 """``Annotated[str, NoNul]``: a request field that must not hold a NUL."""
 
 
