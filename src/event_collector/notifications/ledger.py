@@ -48,7 +48,7 @@ async def claim(
 ) -> tuple[list[Message], int]:
     """Claim the messages' items in the ledger; returns the messages cut to what this call
     claimed (empty ones dropped) and how many items another run had claimed first."""
-    in_run = await repo.run_customers(tenant, run_id)
+    in_run = await repo.run_customers(tenant, run_id, [m.customer_id for m in messages])
     wanted = [m for m in messages if m.customer_id not in in_run]
     rows = [
         {

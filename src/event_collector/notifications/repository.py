@@ -32,13 +32,21 @@ class NotificationRepository:
         self.conn = conn
         self._insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
-    async def run_customers(self, tenant: str, run_id: str) -> set[str]:
-        """Customers who already have a notification in this run (a run taken over)."""
+    async def run_customers(
+        self, tenant: str, run_id: str, customer_ids: Sequence[str]
+    ) -> set[str]:
+        """Which of these customers already have a notification in this run (a run taken
+        over)."""
         n = notification_table
-        rows = await self.conn.execute(
-            select(n.c.customer_id).where(n.c.tenant == tenant, n.c.run_id == run_id).distinct()
-        )
-        return {row[0] for row in rows}
+        found: set[str] = set()
+        for chunk in _chunks(customer_ids):
+            rows = await self.conn.execute(
+                select(n.c.customer_id)
+                .where(n.c.tenant == tenant, n.c.run_id == run_id, n.c.customer_id.in_(chunk))
+                .distinct()
+            )
+            found.update(row[0] for row in rows)
+        return found
 
     async def claim_ledger(self, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
         """Insert ledger rows; returns the (customer, item) pairs this call claimed. A row whose
@@ -120,14 +128,19 @@ class NotificationRepository:
         return sorted(result.mappings(), key=lambda row: row["id"])
 
     async def record_outcome(
-        self, tenant: str, notification_id: int, owner: str, values: Mapping[str, Any]
+        self, tenant: str, notification_ids: Sequence[int], owner: str, values: Mapping[str, Any]
     ) -> None:
+        """The same outcome for these notifications (one statement per chunk: a SendGrid
+        request's thousand notifications share theirs); only those ``owner`` still leases."""
         n = notification_table
-        await self.conn.execute(
-            update(n)
-            .where(n.c.tenant == tenant, n.c.id == notification_id, n.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values))
-        )
+        for chunk in _chunks(notification_ids):
+            await self.conn.execute(
+                update(n)
+                .where(n.c.tenant == tenant, n.c.id.in_(chunk), n.c.lease_owner == owner)
+                .values(
+                    lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values)
+                )
+            )
 
     async def release_ledger(self, tenant: str, notification_ids: Sequence[int]) -> None:
         """Forget the claims of notifications that were certainly not sent (a later run may
