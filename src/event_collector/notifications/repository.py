@@ -69,29 +69,32 @@ class NotificationRepository:
         for chunk in _chunks(rows):
             await self.conn.execute(notification_table.insert(), list(chunk))
 
-    async def link_ledger(self, tenant: str, run_id: str, channel: str) -> None:
-        """Point this run's new ledger rows at their customer's notification (one statement)."""
+    async def link_ledger(
+        self, tenant: str, run_id: str, channel: str, customer_ids: Sequence[str]
+    ) -> None:
+        """Point these customers' new ledger rows of this run at their notification. A join
+        (UPDATE ... FROM, SQLite >= 3.33 like RETURNING's 3.35), not a subquery per ledger
+        row: PostgreSQL planned that one on the notification table's stale statistics (it grows
+        by thousands of rows per run) as an index scan over all the job's notifications per row.
+        """
         ledger, n = notification_ledger_table, notification_table
-        notification_id = (
-            select(n.c.id)
-            .where(
-                n.c.tenant == tenant,
-                n.c.job_id == ledger.c.job_id,
-                n.c.run_id == run_id,
-                n.c.customer_id == ledger.c.customer_id,
-                n.c.channel == channel,
+        for chunk in _chunks(customer_ids):
+            await self.conn.execute(
+                update(ledger)
+                .where(
+                    ledger.c.tenant == tenant,
+                    ledger.c.run_id == run_id,
+                    ledger.c.customer_id.in_(chunk),
+                    ledger.c.notification_id.is_(None),
+                    n.c.tenant == tenant,
+                    n.c.job_id == ledger.c.job_id,
+                    n.c.run_id == run_id,
+                    n.c.channel == channel,
+                    n.c.customer_id == ledger.c.customer_id,
+                    n.c.customer_id.in_(chunk),
+                )
+                .values(notification_id=n.c.id)
             )
-            .scalar_subquery()
-        )
-        await self.conn.execute(
-            update(ledger)
-            .where(
-                ledger.c.tenant == tenant,
-                ledger.c.run_id == run_id,
-                ledger.c.notification_id.is_(None),
-            )
-            .values(notification_id=notification_id)
-        )
 
     async def lease_pending(
         self,

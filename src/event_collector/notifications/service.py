@@ -336,7 +336,9 @@ async def _store(
             )
     await repo.insert_notifications(rows)
     if channels:
-        await repo.link_ledger(request.tenant, run_id, channels[0])
+        await repo.link_ledger(
+            request.tenant, run_id, channels[0], [m.customer_id for m in messages]
+        )
     return enqueued
 
 
