@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -32,68 +32,60 @@ class NotificationRepository:
         self.conn = conn
         self._insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
-    async def run_customers(
-        self, tenant: str, run_id: str, customer_ids: Sequence[str]
-    ) -> set[str]:
-        """Which of these customers already have a notification in this run (a run taken
-        over)."""
+    async def run_customers(self, tenant: str, run_id: str) -> set[str]:
+        """Customers who already have a notification in this run (a run taken over)."""
         n = notification_table
-        found: set[str] = set()
-        for chunk in _chunks(customer_ids):
-            rows = await self.conn.execute(
-                select(n.c.customer_id)
-                .where(n.c.tenant == tenant, n.c.run_id == run_id, n.c.customer_id.in_(chunk))
-                .distinct()
-            )
-            found.update(row[0] for row in rows)
-        return found
+        rows = await self.conn.execute(
+            select(n.c.customer_id).where(n.c.tenant == tenant, n.c.run_id == run_id).distinct()
+        )
+        return {row[0] for row in rows}
 
-    async def claim_ledger(self, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
-        """Insert ledger rows; returns the (customer, item) pairs this call claimed. A row whose
-        key another run (or scheduler) holds is left alone, so nothing is claimed twice."""
+    async def claim_ledger(self, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+        """Insert ledger rows; returns the (customer, item) pairs this call claimed, with their
+        ledger ids. A row whose key another run (or scheduler) holds is left alone, so nothing
+        is claimed twice."""
         ledger = notification_ledger_table
-        claimed: set[tuple[str, str]] = set()
+        claimed: dict[tuple[str, str], int] = {}
         for chunk in _chunks(rows):
             statement = (
                 self._insert(ledger)
                 .on_conflict_do_nothing(
                     index_elements=["tenant", "job_id", "customer_id", "item_id", "episode"]
                 )
-                .returning(ledger.c.customer_id, ledger.c.item_id)
+                .returning(ledger.c.customer_id, ledger.c.item_id, ledger.c.id)
             )
             result = await self.conn.execute(statement, list(chunk))
-            claimed.update((row[0], row[1]) for row in result)
+            claimed.update(((row[0], row[1]), row[2]) for row in result)
         return claimed
 
-    async def insert_notifications(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def insert_notifications(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[tuple[str, str], int]:
+        """Insert notifications; returns their ids by (customer, channel)."""
+        n = notification_table
+        ids: dict[tuple[str, str], int] = {}
         for chunk in _chunks(rows):
-            await self.conn.execute(notification_table.insert(), list(chunk))
+            result = await self.conn.execute(
+                n.insert().returning(n.c.customer_id, n.c.channel, n.c.id), list(chunk)
+            )
+            ids.update(((row[0], row[1]), row[2]) for row in result)
+        return ids
 
-    async def link_ledger(
-        self, tenant: str, run_id: str, channel: str, customer_ids: Sequence[str]
-    ) -> None:
-        """Point these customers' new ledger rows of this run at their notification. A join
-        (UPDATE ... FROM, SQLite >= 3.33 like RETURNING's 3.35), not a subquery per ledger
-        row: PostgreSQL planned that one on the notification table's stale statistics (it grows
-        by thousands of rows per run) as an index scan over all the job's notifications per row.
-        """
-        ledger, n = notification_ledger_table, notification_table
-        for chunk in _chunks(customer_ids):
+    async def link_ledger(self, tenant: str, links: Sequence[tuple[int, int]]) -> None:
+        """Point ledger rows at their notification: (ledger id, notification id) pairs, updated
+        by primary key. (A set-wise UPDATE joining the notifications was planned by PostgreSQL
+        on their statistics from before the run, as a scan of the run's notifications per
+        ledger row: quadratic in a large run.)"""
+        ledger = notification_ledger_table
+        statement = (
+            update(ledger)
+            .where(ledger.c.tenant == tenant, ledger.c.id == bindparam("ledger_id"))
+            .values(notification_id=bindparam("notification_id"))
+        )
+        for chunk in _chunks(links):
             await self.conn.execute(
-                update(ledger)
-                .where(
-                    ledger.c.tenant == tenant,
-                    ledger.c.run_id == run_id,
-                    ledger.c.customer_id.in_(chunk),
-                    ledger.c.notification_id.is_(None),
-                    n.c.tenant == tenant,
-                    n.c.job_id == ledger.c.job_id,
-                    n.c.run_id == run_id,
-                    n.c.channel == channel,
-                    n.c.customer_id == ledger.c.customer_id,
-                    n.c.customer_id.in_(chunk),
-                )
-                .values(notification_id=n.c.id)
+                statement,
+                [{"ledger_id": lid, "notification_id": nid} for lid, nid in chunk],
             )
 
     async def lease_pending(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -137,6 +137,8 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     if output != "email" and deps.enqueue_messages is None:
         raise BadRequest("NOTIFICATION messages are not available in this deployment")
     run_id = request.run_id or uuid.uuid4().hex
+    async with deps.db.read() as conn:
+        in_run = await NotificationRepository(conn).run_customers(request.tenant, run_id)
     lost = claimed_messages = 0
     enqueued = False
     # Each batch of customers is claimed, rendered and stored in a transaction of its own: a
@@ -155,6 +157,7 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
                     run_id=run_id,
                     messages=messages,
                     now=request.now,
+                    in_run=in_run,
                 )
                 if render:
                     for message in claimed:
@@ -186,7 +189,7 @@ async def _candidate_messages(
     params: RuleParameters,
     campaign: Campaign,
     counts: dict[str, int],
-) -> AsyncIterator[list[Message]]:
+) -> AsyncGenerator[list[Message]]:
     """The run query's messages, ``MESSAGE_BATCH`` customers at a time, streamed (a server-side
     cursor on PostgreSQL): only one batch of rows and messages is in memory at once.
 
@@ -334,10 +337,15 @@ async def _store(
                     "sent_at": now if complete else None,
                 }
             )
-    await repo.insert_notifications(rows)
+    ids = await repo.insert_notifications(rows)
     if channels:
         await repo.link_ledger(
-            request.tenant, run_id, channels[0], [m.customer_id for m in messages]
+            request.tenant,
+            [
+                (ledger_id, ids[(m.customer_id, channels[0])])
+                for m in messages
+                for ledger_id in m.ledger_ids
+            ],
         )
     return enqueued
 
