@@ -114,9 +114,15 @@ class NotificationRepository:
         ids = select(n.c.id).where(due).order_by(n.c.id).limit(limit)
         if self.conn.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
+        # Two statements, not UPDATE ... WHERE id IN (subquery): right after a run stored its
+        # notifications their statistics are stale, and PostgreSQL ran that subquery (a sort
+        # of every pending notification) once per pending notification.
+        chosen = list((await self.conn.execute(ids)).scalars())
+        if not chosen:
+            return []
         result = await self.conn.execute(
             update(n)
-            .where(n.c.id.in_(ids.scalar_subquery()), due)
+            .where(n.c.id.in_(chosen), due)
             .values(status="sending", lease_owner=owner, lease_until=until, updated_at=now)
             .returning(*n.c)
         )
