@@ -61,8 +61,8 @@ logger = logging.getLogger(__name__)
 MESSAGE_CHANNEL = "message"
 OUTPUTS = ("email", "message", "both")
 SEND_BATCH = 1000
-MESSAGE_BATCH = 1000
-"""Customers per claim-and-store transaction of a run."""
+MESSAGE_BATCH = 500
+"""Customers per claim-and-store transaction of a run (how long it holds SQLite's write lock)."""
 STREAM_ROWS = 2000
 """Rows of the run query fetched at a time."""
 LEASE = timedelta(minutes=5)
@@ -141,13 +141,16 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
         in_run = await NotificationRepository(conn).run_customers(request.tenant, run_id)
     lost = claimed_messages = 0
     enqueued = False
-    # Each batch of customers is claimed, rendered and stored in a transaction of its own: a
+    # Each batch of customers is claimed and stored in a transaction of its own: a
     # run holds the database's write lock (SQLite) for one batch at a time, not for the run, and
     # keeps one batch of messages in memory. A message and its ledger claims commit together,
     # so a run that dies between batches leaves whole messages, and its takeover sends the rest.
     async with aclosing(_candidate_messages(deps, request, params, campaign, counts)) as found:
         async for messages in found:
             items_in_messages += sum(len(message.items) for message in messages)
+            if render:  # before the write transaction: it holds SQLite's write lock
+                for message in messages:
+                    deps.renderer.render(message, campaign)
             async with deps.db.write() as conn:
                 repo = NotificationRepository(conn)
                 claimed, batch_lost = await ledger.claim(
@@ -161,7 +164,8 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
                 )
                 if render:
                     for message in claimed:
-                        deps.renderer.render(message, campaign)
+                        if message.subject is None:  # cut by the claim: render what it lists
+                            deps.renderer.render(message, campaign)
                 if claimed:
                     enqueued |= await _store(
                         deps, conn, request, run_id, campaign, claimed, email_channel, output
