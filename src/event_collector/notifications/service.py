@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 MESSAGE_CHANNEL = "message"
 OUTPUTS = ("email", "message", "both")
 SEND_BATCH = 1000
-MESSAGE_BATCH = 500
+MESSAGE_BATCH = 200
 """Customers per claim-and-store transaction of a run (how long it holds SQLite's write lock)."""
 STREAM_ROWS = 2000
 """Rows of the run query fetched at a time."""
