@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 from harness import Database as BenchDatabase
 from harness import Service, Tenant, provision
+from scenarios.load import order_event
 from sqlalchemy import delete, func, insert, select
 
 from event_collector.kit import migrate
@@ -263,28 +264,14 @@ class IngestProbe:
                     return latencies
                 self._number += 1
                 event_id = f"probe-{self._run}-{self._number}"
-                body = {
-                    "id": event_id,
-                    "entity_id": f"o-{self._number}",
-                    "event_type": "ORDER",
-                    "event_source": "CONNECTOR",
-                    "event_payload": {
-                        "operation": "CREATE",
-                        "key_attributes": {"correlationId": event_id},
-                        "base64_encoded_payload_json": PAYLOAD_B64,
-                    },
-                }
                 started = time.perf_counter()
                 response = await client.post(
-                    "/api/v1/events", json=body, headers=self.tenant.headers
+                    "/api/v1/events", json=order_event(event_id), headers=self.tenant.headers
                 )
                 latencies.append((time.perf_counter() - started) * 1000)
                 if response.status_code >= 300:
                     self.failures += 1
                 await asyncio.sleep(self.interval)
-
-
-PAYLOAD_B64 = "eyJpZCI6ImMtMSIsImVtYWlsIjoiYUBleGFtcGxlLmNvbSIsImZpcnN0TmFtZSI6IkFkYSJ9"
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
