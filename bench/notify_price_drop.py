@@ -31,6 +31,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -411,6 +412,7 @@ def main() -> None:
     finally:
         if service is not None:
             service.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps({"customers": args.customers, "variants": args.variants, **report}, indent=2))
 
 
