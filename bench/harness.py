@@ -287,9 +287,8 @@ class Tenant:
         return {"Authorization": f"Bearer {self.token}", "X-TWC-Tenant": self.name}
 
 
-def provision(env: dict[str, str], base_url: str) -> Tenant:
+def provision(env: dict[str, str], base_url: str, name: str = "bench") -> Tenant:
     """Create a tenant and a client with the CLI, then get a token as a client would."""
-    name = "bench"
     cli(env, "tenant", "create", name, "--json")
     client = cli(env, "client", "create", name, "--name", "bench", "--json")
     response = httpx.post(

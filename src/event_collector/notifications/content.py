@@ -102,6 +102,8 @@ class Message:
     items: list[dict[str, Any]]
     # The ledger keys of the items: (item id, episode, price level).
     claims: list[tuple[str, str, Decimal | None]] = field(repr=False)
+    # The ledger rows this run claimed for it (set by ledger.claim).
+    ledger_ids: list[int] = field(default_factory=list, repr=False)
     subject: str | None = None
     text: str | None = None
     html: str | None = None

@@ -45,10 +45,12 @@ async def claim(
     run_id: str,
     messages: Sequence[Message],
     now: datetime,
+    in_run: set[str],
 ) -> tuple[list[Message], int]:
     """Claim the messages' items in the ledger; returns the messages cut to what this call
-    claimed (empty ones dropped) and how many items another run had claimed first."""
-    in_run = await repo.run_customers(tenant, run_id)
+    claimed (empty ones dropped, ``ledger_ids`` set) and how many items another run had
+    claimed first. ``in_run``: customers who already have a notification in this run (a run
+    taken over), left out."""
     wanted = [m for m in messages if m.customer_id not in in_run]
     rows = [
         {
@@ -71,13 +73,14 @@ async def claim(
     for message in wanted:
         pairs = [(message.customer_id, item["item_id"]) for item in message.items]
         if all(pair in claimed for pair in pairs):
+            message.ledger_ids = [claimed[pair] for pair in pairs]
             kept.append(message)
             continue
         items = [item for item, pair in zip(message.items, pairs, strict=True) if pair in claimed]
         lost += len(pairs) - len(items)
         if items:
             ids = {item["item_id"] for item in items}
-            kept.append(
-                Message(message.customer, items, [c for c in message.claims if c[0] in ids])
-            )
+            cut = Message(message.customer, items, [c for c in message.claims if c[0] in ids])
+            cut.ledger_ids = [claimed[pair] for pair in pairs if pair in claimed]
+            kept.append(cut)
     return kept, lost

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 
@@ -40,50 +40,53 @@ class NotificationRepository:
         )
         return {row[0] for row in rows}
 
-    async def claim_ledger(self, rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
-        """Insert ledger rows; returns the (customer, item) pairs this call claimed. A row whose
-        key another run (or scheduler) holds is left alone, so nothing is claimed twice."""
+    async def claim_ledger(self, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], int]:
+        """Insert ledger rows; returns the (customer, item) pairs this call claimed, with their
+        ledger ids. A row whose key another run (or scheduler) holds is left alone, so nothing
+        is claimed twice."""
         ledger = notification_ledger_table
-        claimed: set[tuple[str, str]] = set()
+        claimed: dict[tuple[str, str], int] = {}
         for chunk in _chunks(rows):
             statement = (
                 self._insert(ledger)
                 .on_conflict_do_nothing(
                     index_elements=["tenant", "job_id", "customer_id", "item_id", "episode"]
                 )
-                .returning(ledger.c.customer_id, ledger.c.item_id)
+                .returning(ledger.c.customer_id, ledger.c.item_id, ledger.c.id)
             )
             result = await self.conn.execute(statement, list(chunk))
-            claimed.update((row[0], row[1]) for row in result)
+            claimed.update(((row[0], row[1]), row[2]) for row in result)
         return claimed
 
-    async def insert_notifications(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def insert_notifications(
+        self, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[tuple[str, str], int]:
+        """Insert notifications; returns their ids by (customer, channel)."""
+        n = notification_table
+        ids: dict[tuple[str, str], int] = {}
         for chunk in _chunks(rows):
-            await self.conn.execute(notification_table.insert(), list(chunk))
+            result = await self.conn.execute(
+                n.insert().returning(n.c.customer_id, n.c.channel, n.c.id), list(chunk)
+            )
+            ids.update(((row[0], row[1]), row[2]) for row in result)
+        return ids
 
-    async def link_ledger(self, tenant: str, run_id: str, channel: str) -> None:
-        """Point this run's new ledger rows at their customer's notification (one statement)."""
-        ledger, n = notification_ledger_table, notification_table
-        notification_id = (
-            select(n.c.id)
-            .where(
-                n.c.tenant == tenant,
-                n.c.job_id == ledger.c.job_id,
-                n.c.run_id == run_id,
-                n.c.customer_id == ledger.c.customer_id,
-                n.c.channel == channel,
-            )
-            .scalar_subquery()
-        )
-        await self.conn.execute(
+    async def link_ledger(self, tenant: str, links: Sequence[tuple[int, int]]) -> None:
+        """Point ledger rows at their notification: (ledger id, notification id) pairs, updated
+        by primary key. (A set-wise UPDATE joining the notifications was planned by PostgreSQL
+        on their statistics from before the run, as a scan of the run's notifications per
+        ledger row: quadratic in a large run.)"""
+        ledger = notification_ledger_table
+        statement = (
             update(ledger)
-            .where(
-                ledger.c.tenant == tenant,
-                ledger.c.run_id == run_id,
-                ledger.c.notification_id.is_(None),
-            )
-            .values(notification_id=notification_id)
+            .where(ledger.c.tenant == tenant, ledger.c.id == bindparam("ledger_id"))
+            .values(notification_id=bindparam("notification_id"))
         )
+        for chunk in _chunks(links):
+            await self.conn.execute(
+                statement,
+                [{"ledger_id": lid, "notification_id": nid} for lid, nid in chunk],
+            )
 
     async def lease_pending(
         self,
@@ -111,23 +114,34 @@ class NotificationRepository:
         ids = select(n.c.id).where(due).order_by(n.c.id).limit(limit)
         if self.conn.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
+        # Two statements, not UPDATE ... WHERE id IN (subquery): right after a run stored its
+        # notifications their statistics are stale, and PostgreSQL ran that subquery (a sort
+        # of every pending notification) once per pending notification.
+        chosen = list((await self.conn.execute(ids)).scalars())
+        if not chosen:
+            return []
         result = await self.conn.execute(
             update(n)
-            .where(n.c.id.in_(ids.scalar_subquery()), due)
+            .where(n.c.id.in_(chosen), due)
             .values(status="sending", lease_owner=owner, lease_until=until, updated_at=now)
             .returning(*n.c)
         )
         return sorted(result.mappings(), key=lambda row: row["id"])
 
     async def record_outcome(
-        self, tenant: str, notification_id: int, owner: str, values: Mapping[str, Any]
+        self, tenant: str, notification_ids: Sequence[int], owner: str, values: Mapping[str, Any]
     ) -> None:
+        """The same outcome for these notifications (one statement per chunk: a SendGrid
+        request's thousand notifications share theirs); only those ``owner`` still leases."""
         n = notification_table
-        await self.conn.execute(
-            update(n)
-            .where(n.c.tenant == tenant, n.c.id == notification_id, n.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values))
-        )
+        for chunk in _chunks(notification_ids):
+            await self.conn.execute(
+                update(n)
+                .where(n.c.tenant == tenant, n.c.id.in_(chunk), n.c.lease_owner == owner)
+                .values(
+                    lease_owner=None, lease_until=None, attempts=n.c.attempts + 1, **dict(values)
+                )
+            )
 
     async def release_ledger(self, tenant: str, notification_ids: Sequence[int]) -> None:
         """Forget the claims of notifications that were certainly not sent (a later run may

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import groupby
 from typing import Any
 
 import httpx
@@ -61,6 +61,10 @@ logger = logging.getLogger(__name__)
 MESSAGE_CHANNEL = "message"
 OUTPUTS = ("email", "message", "both")
 SEND_BATCH = 1000
+MESSAGE_BATCH = 200
+"""Customers per claim-and-store transaction of a run (how long it holds SQLite's write lock)."""
+STREAM_ROWS = 2000
+"""Rows of the run query fetched at a time."""
 LEASE = timedelta(minutes=5)
 
 EnqueueMessages = Callable[
@@ -108,102 +112,151 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     output = _output(parameters)
     async with deps.db.read() as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
-        result = await conn.execute(run_query(request.tenant, params, request.now))
-        counts, candidates = _split(result.mappings())
-    messages = _messages(candidates, params, campaign, request.now)
-    counts["items_over_cap"] = counts["items_eligible"] - sum(len(m.items) for m in messages)
     email_channel = sender.provider if output in ("email", "both") else None
     if email_channel == "sendgrid" and not sender.sendgrid_api_key and not request.dry_run:
         raise BadRequest(
             "the email provider is SendGrid but no API key is set "
             "(PUT /api/v1/email-settings, or EC_SENDGRID_API_KEY)"
         )
-    if email_channel in ("outbox", "smtp"):
-        for message in messages:
-            deps.renderer.render(message, campaign)
+    render = email_channel in ("outbox", "smtp")
+    counts: dict[str, int] = {}
+    items_in_messages = 0
     if request.dry_run:
-        counts["messages"] = len(messages)
-        return RunOutcome(counts, [_preview(m, campaign, email_channel, output) for m in messages])
+        previews: list[dict[str, Any]] = []
+        async with aclosing(_candidate_messages(deps, request, params, campaign, counts)) as found:
+            async for messages in found:
+                for message in messages:
+                    items_in_messages += len(message.items)
+                    if render:
+                        deps.renderer.render(message, campaign)
+                    previews.append(_preview(message, campaign, email_channel, output))
+        counts["items_over_cap"] = counts["items_eligible"] - items_in_messages
+        counts["messages"] = len(previews)
+        return RunOutcome(counts, previews)
 
+    if output != "email" and deps.enqueue_messages is None:
+        raise BadRequest("NOTIFICATION messages are not available in this deployment")
     run_id = request.run_id or uuid.uuid4().hex
-    async with deps.db.write() as conn:
-        repo = NotificationRepository(conn)
-        claimed, lost = await ledger.claim(
-            repo,
-            tenant=request.tenant,
-            job_id=params.job_id,
-            run_id=run_id,
-            messages=messages,
-            now=request.now,
-        )
-        if email_channel in ("outbox", "smtp"):
-            for message in claimed:
-                if message.subject is None:  # cut by the claim: render what it lists now
+    async with deps.db.read() as conn:
+        in_run = await NotificationRepository(conn).run_customers(request.tenant, run_id)
+    lost = claimed_messages = 0
+    enqueued = False
+    # Each batch of customers is claimed and stored in a transaction of its own: a
+    # run holds the database's write lock (SQLite) for one batch at a time, not for the run, and
+    # keeps one batch of messages in memory. A message and its ledger claims commit together,
+    # so a run that dies between batches leaves whole messages, and its takeover sends the rest.
+    async with aclosing(_candidate_messages(deps, request, params, campaign, counts)) as found:
+        async for messages in found:
+            items_in_messages += sum(len(message.items) for message in messages)
+            if render:  # before the write transaction: it holds SQLite's write lock
+                for message in messages:
                     deps.renderer.render(message, campaign)
-        enqueued = await _store(
-            deps, conn, request, run_id, campaign, claimed, email_channel, output
-        )
+            async with deps.db.write() as conn:
+                repo = NotificationRepository(conn)
+                claimed, batch_lost = await ledger.claim(
+                    repo,
+                    tenant=request.tenant,
+                    job_id=params.job_id,
+                    run_id=run_id,
+                    messages=messages,
+                    now=request.now,
+                    in_run=in_run,
+                )
+                if render:
+                    for message in claimed:
+                        if message.subject is None:  # cut by the claim: render what it lists
+                            deps.renderer.render(message, campaign)
+                if claimed:
+                    enqueued |= await _store(
+                        deps, conn, request, run_id, campaign, claimed, email_channel, output
+                    )
+            lost += batch_lost
+            claimed_messages += len(claimed)
     if enqueued and deps.wake_delivery is not None:
         deps.wake_delivery()
+    counts["items_over_cap"] = counts["items_eligible"] - items_in_messages
     counts["claimed_by_another_run"] = lost
-    counts["messages"] = len(claimed)
+    counts["messages"] = claimed_messages
     if email_channel is not None and email_channel not in SENT_ON_CLAIM:
         sent = await _send_pending(deps, sender, request, run_id, campaign, email_channel)
         for key, value in sent.items():
             counts[key] = counts.get(key, 0) + value
     else:
-        counts["sent"] = len(claimed)
+        counts["sent"] = claimed_messages
     counts.setdefault("errors", 0)
     return RunOutcome(counts)
 
 
-def _split(rows: Iterable[RowMapping]) -> tuple[dict[str, int], list[RowMapping]]:
-    """The run query's rows: counts per skip reason (``skipped_<reason>``, items) and customers
-    (``considered``: known customers with wishlist items; ``customers_eligible``;
-    ``skipped_no_eligible_items``), and the candidate items."""
-    counts = {"items_considered": 0, "items_eligible": 0, "customers_eligible": 0}
-    customers: set[str] = set()
-    candidates = []
-    for row in rows:
-        if row["row_kind"] == ITEM:
-            candidates.append(row)
-            continue
-        counts["items_considered"] += row["items"]
-        if row["customer_id"] is not None:
-            customers.add(row["customer_id"])
-        if row["reason"] is None:
-            counts["items_eligible"] += row["items"]
-            counts["customers_eligible"] += 1
-        else:
-            key = f"skipped_{row['reason']}"
-            counts[key] = counts.get(key, 0) + row["items"]
-    counts["considered"] = len(customers)
-    counts["skipped_no_eligible_items"] = counts["considered"] - counts["customers_eligible"]
-    return counts, candidates
-
-
-def _messages(
-    rows: Sequence[RowMapping],
+async def _candidate_messages(
+    deps: NotifyDeps,
+    request: RunRequest,
     params: RuleParameters,
     campaign: Campaign,
-    now: datetime,
-) -> list[Message]:
-    """One message per customer from the candidate rows (grouped by customer, ranked)."""
-    messages = []
-    for _customer, group in groupby(rows, key=lambda row: row["customer_id"]):
-        items = list(group)
-        claims = []
-        for row in items:
-            episode, level = ledger.episode_of(params, row, now)
-            claims.append((row["item_id"], episode, level))
-        messages.append(
-            Message(
-                customer=customer_data(items[0]),
-                items=[item_data(row, campaign) for row in items],
-                claims=claims,
-            )
-        )
-    return messages
+    counts: dict[str, int],
+) -> AsyncGenerator[list[Message]]:
+    """The run query's messages, ``MESSAGE_BATCH`` customers at a time, streamed (a server-side
+    cursor on PostgreSQL): only one batch of rows and messages is in memory at once.
+
+    Its count rows come first (``row_kind`` orders them before the items); they fill ``counts``
+    with the counts per skip reason (``skipped_<reason>``, items) and per customer
+    (``considered``: known customers with wishlist items; ``customers_eligible``;
+    ``skipped_no_eligible_items``) before the first batch is yielded."""
+    counts.update(items_considered=0, items_eligible=0, customers_eligible=0)
+    customers: set[str] = set()
+    batch: list[Message] = []
+    group: list[RowMapping] = []
+    async with deps.db.read() as conn:
+        result = await conn.stream(run_query(request.tenant, params, request.now))
+        async for partition in result.mappings().partitions(STREAM_ROWS):
+            for row in partition:
+                if row["row_kind"] != ITEM:
+                    _count(row, counts, customers)
+                    continue
+                if group and group[0]["customer_id"] != row["customer_id"]:
+                    batch.append(_message(group, params, campaign, request.now))
+                    group = []
+                    if len(batch) == MESSAGE_BATCH:
+                        _finish_counts(counts, customers)
+                        yield batch
+                        batch = []
+                group.append(row)
+    if group:
+        batch.append(_message(group, params, campaign, request.now))
+    _finish_counts(counts, customers)
+    if batch:
+        yield batch
+
+
+def _count(row: RowMapping, counts: dict[str, int], customers: set[str]) -> None:
+    counts["items_considered"] += row["items"]
+    if row["customer_id"] is not None:
+        customers.add(row["customer_id"])
+    if row["reason"] is None:
+        counts["items_eligible"] += row["items"]
+        counts["customers_eligible"] += 1
+    else:
+        key = f"skipped_{row['reason']}"
+        counts[key] = counts.get(key, 0) + row["items"]
+
+
+def _finish_counts(counts: dict[str, int], customers: set[str]) -> None:
+    counts["considered"] = len(customers)
+    counts["skipped_no_eligible_items"] = counts["considered"] - counts["customers_eligible"]
+
+
+def _message(
+    rows: Sequence[RowMapping], params: RuleParameters, campaign: Campaign, now: datetime
+) -> Message:
+    """A customer's message from their candidate rows (ranked)."""
+    claims = []
+    for row in rows:
+        episode, level = ledger.episode_of(params, row, now)
+        claims.append((row["item_id"], episode, level))
+    return Message(
+        customer=customer_data(rows[0]),
+        items=[item_data(row, campaign) for row in rows],
+        claims=claims,
+    )
 
 
 def _preview(
@@ -261,8 +314,7 @@ async def _store(
     enqueued = False
     if output != "email":
         channels.append(MESSAGE_CHANNEL)
-        if deps.enqueue_messages is None:
-            raise BadRequest("NOTIFICATION messages are not available in this deployment")
+        assert deps.enqueue_messages is not None  # checked before the run claims anything
         enqueued = await deps.enqueue_messages(
             conn,
             request.tenant,
@@ -289,9 +341,16 @@ async def _store(
                     "sent_at": now if complete else None,
                 }
             )
-    await repo.insert_notifications(rows)
+    ids = await repo.insert_notifications(rows)
     if channels:
-        await repo.link_ledger(request.tenant, run_id, channels[0])
+        await repo.link_ledger(
+            request.tenant,
+            [
+                (ledger_id, ids[(m.customer_id, channels[0])])
+                for m in messages
+                for ledger_id in m.ledger_ids
+            ],
+        )
     return enqueued
 
 
@@ -400,17 +459,12 @@ async def _recheck_stock(
     if gone:
         async with deps.db.write() as conn:
             repo = NotificationRepository(conn)
-            for row in gone:
-                await repo.record_outcome(
-                    request.tenant,
-                    row["id"],
-                    owner,
-                    {
-                        "status": "skipped",
-                        "reason": "out_of_stock_at_send",
-                        "updated_at": request.now,
-                    },
-                )
+            await repo.record_outcome(
+                request.tenant,
+                [row["id"] for row in gone],
+                owner,
+                {"status": "skipped", "reason": "out_of_stock_at_send", "updated_at": request.now},
+            )
             await repo.release_ledger(request.tenant, [row["id"] for row in gone])
         counts["skipped_out_of_stock_at_send"] += len(gone)
     return keep
@@ -448,16 +502,20 @@ async def _record(
 ) -> None:
     async with deps.db.write() as conn:
         repo = NotificationRepository(conn)
+        alike: dict[tuple[bool, str | None, str | None], list[int]] = {}
         for outcome in outcomes:
+            key = (outcome.sent, outcome.provider_message_id, outcome.error)
+            alike.setdefault(key, []).append(outcome.notification_id)
+        for (sent, provider_message_id, error), ids in alike.items():
             values: dict[str, Any] = {
-                "status": "sent" if outcome.sent else "failed",
-                "provider_message_id": outcome.provider_message_id,
-                "error": outcome.error,
+                "status": "sent" if sent else "failed",
+                "provider_message_id": provider_message_id,
+                "error": error,
                 "updated_at": request.now,
-                "sent_at": request.now if outcome.sent else None,
+                "sent_at": request.now if sent else None,
             }
-            await repo.record_outcome(request.tenant, outcome.notification_id, owner, values)
-            counts["sent" if outcome.sent else "errors"] += 1
+            await repo.record_outcome(request.tenant, ids, owner, values)
+            counts["sent" if sent else "errors"] += len(ids)
         unsent = [o.notification_id for o in outcomes if not o.sent and o.certainly_unsent]
         if unsent:
             await repo.release_ledger(request.tenant, unsent)
