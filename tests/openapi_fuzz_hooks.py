@@ -36,9 +36,12 @@ def map_case(context: Any, case: Any) -> Any:
         and isinstance(case.body, dict)
     ):
         case.body = _keeps_the_job_valid(case.body)
-    if case.path.startswith("/api/v1/jobs") and isinstance(case.body, dict):
-        if "job_parameters" in case.body:
-            case.body = {**case.body, "job_parameters": _without_nul(case.body["job_parameters"])}
+    if (
+        case.path.startswith("/api/v1/jobs")
+        and isinstance(case.body, dict)
+        and "job_parameters" in case.body
+    ):
+        case.body = {**case.body, "job_parameters": _without_nul(case.body["job_parameters"])}
     return case
 
 
