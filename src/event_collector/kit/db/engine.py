@@ -22,8 +22,10 @@ from sqlalchemy.pool import NullPool
 
 from event_collector.kit.db.backend import Backend
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
+from event_collector.kit.db.faults import is_unavailable
 from event_collector.kit.db.postgres import PostgresBackend
 from event_collector.kit.db.sqlite import SQLiteBackend
+from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.kit.settings import Settings
 
 _BACKENDS: dict[str, Backend] = {"sqlite": SQLiteBackend(), "postgresql": PostgresBackend()}
@@ -34,23 +36,44 @@ def backend_of(conn: AnyConnection) -> Backend:
     return _BACKENDS[conn.dialect.name]
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, bound_statements: bool = True) -> AsyncEngine:
+    """The engine, with every wait on the database bounded by the settings (connect, pool
+    checkout, statement) so that an unreachable or frozen database costs a request a 503 within
+    seconds rather than a hang. ``bound_statements=False`` (operator commands: migrations,
+    rebuilds) lets statements run as long as they need."""
+    statement_timeout = settings.database_statement_timeout if bound_statements else None
     if settings.is_sqlite:
+        busy_seconds = statement_timeout if statement_timeout is not None else 30.0
         engine = create_async_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
             max_overflow=0,
-            connect_args={"timeout": 30},
+            pool_timeout=settings.database_pool_timeout,
+            connect_args={"timeout": busy_seconds},
         )
-        _configure_sqlite(engine, settings)
+        _install_sqlite_listeners(
+            engine.sync_engine, settings, busy_timeout_ms=int(busy_seconds * 1000)
+        )
         return engine
+    connect_args: dict[str, Any] = {"timeout": settings.database_connect_timeout}
+    if statement_timeout is not None:
+        # The server cancels a slow statement cleanly (the connection stays usable); the
+        # client-side bound, a little later, is for a server that does not answer at all.
+        connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout * 1000))}
+        connect_args["command_timeout"] = statement_timeout + CLIENT_TIMEOUT_MARGIN_SECONDS
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout,
+        connect_args=connect_args,
     )
     _check_on_checkout(engine.sync_engine, PING_AFTER_IDLE_SECONDS)
     return engine
+
+
+CLIENT_TIMEOUT_MARGIN_SECONDS = 1.0
+"""How long after the server's statement timeout the client gives up on a silent server."""
 
 
 PING_AFTER_IDLE_SECONDS = 10.0
@@ -84,10 +107,6 @@ def _check_on_checkout(engine: Engine, ping_after_idle: float) -> None:
                 dbapi_connection.ping()
             except Exception as exc:
                 raise DisconnectionError("the idle connection did not answer a ping") from exc
-
-
-def _configure_sqlite(engine: AsyncEngine, settings: Settings) -> None:
-    _install_sqlite_listeners(engine.sync_engine, settings, busy_timeout_ms=30_000)
 
 
 def _create_inline_sqlite_engine(settings: Settings) -> Engine:
@@ -141,10 +160,10 @@ class Database:
         self._writer_connections: list[tuple[AsyncConnection, float]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
+    def from_settings(cls, settings: Settings, *, bound_statements: bool = True) -> Database:
         inline = _create_inline_sqlite_engine(settings) if settings.is_sqlite else None
         return cls(
-            create_engine(settings),
+            create_engine(settings, bound_statements=bound_statements),
             inline,
             fsync_on_commit=settings.is_sqlite and settings.sqlite_synchronous == "FULL",
         )
@@ -164,31 +183,32 @@ class Database:
             async with self._write_on_writer_connection() as conn:
                 yield conn
             return
-        async with self._sqlite_write_lock:
-            if self._inline_connection is None:
-                self._inline_connection = self._inline_engine.connect()
-            sync_conn = self._inline_connection
-            try:
-                sync_conn.begin()
-            except OperationalError:
-                sync_conn.rollback()
-                locked_by_another_process = True
-            else:
-                locked_by_another_process = False
-            if not locked_by_another_process:
+        async with _unavailable_as_503():
+            async with self._sqlite_write_lock:
+                if self._inline_connection is None:
+                    self._inline_connection = self._inline_engine.connect()
+                sync_conn = self._inline_connection
                 try:
-                    yield cast(AsyncConnection, InlineConnection(sync_conn))
-                except BaseException:
+                    sync_conn.begin()
+                except OperationalError:
                     sync_conn.rollback()
-                    raise
-                if self._fsync_on_commit:
-                    # sqlite3 releases the GIL while it fsyncs: requests go on meanwhile.
-                    await asyncio.to_thread(sync_conn.commit)
+                    locked_by_another_process = True
                 else:
-                    sync_conn.commit()
-                return
-        async with self.write() as conn:
-            yield conn
+                    locked_by_another_process = False
+                if not locked_by_another_process:
+                    try:
+                        yield cast(AsyncConnection, InlineConnection(sync_conn))
+                    except BaseException:
+                        sync_conn.rollback()
+                        raise
+                    if self._fsync_on_commit:
+                        # sqlite3 releases the GIL while it fsyncs: requests go on meanwhile.
+                        await asyncio.to_thread(sync_conn.commit)
+                    else:
+                        sync_conn.commit()
+                    return
+            async with self.write() as conn:
+                yield conn
 
     @asynccontextmanager
     async def _write_on_writer_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -212,31 +232,40 @@ class Database:
             else:
                 conn = candidate
                 break
-        if conn is None:
-            conn = await self.engine.connect()
-        try:
-            async with conn.begin():
-                yield conn
-        except BaseException:
-            await asyncio.shield(conn.close())
-            raise
+        async with _unavailable_as_503() as fault:
+            fault.reused = conn is not None
+            if conn is None:
+                conn = await self.engine.connect()
+                fault.reused = _was_used_before(conn)
+            try:
+                async with _transaction(conn):
+                    yield conn
+            except BaseException:
+                await asyncio.shield(conn.close())
+                raise
         self._writer_connections.append((conn, time.monotonic()))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        async with _unavailable_as_503() as fault, self.engine.connect() as conn:
+            fault.reused = _was_used_before(conn)
+            async with _transaction(conn):
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error."""
         if not self.is_sqlite:
-            async with self.engine.begin() as conn:
+            async with self.read() as conn:
                 yield conn
             return
-        async with self._sqlite_write_lock, self.engine.connect() as conn:
+        async with (
+            _unavailable_as_503(),
+            self._sqlite_write_lock,
+            self.engine.connect() as conn,
+        ):
             conn = await conn.execution_options(ec_write=True)
-            async with conn.begin():
+            async with _transaction(conn):
                 yield conn
 
     async def dispose(self) -> None:
@@ -248,3 +277,70 @@ class Database:
         if self._inline_engine is not None:
             self._inline_engine.dispose()
         await self.engine.dispose()
+
+
+class _Fault:
+    """Filled in while a transaction runs: whether its connection had served before."""
+
+    reused = False
+
+
+@asynccontextmanager
+async def _unavailable_as_503() -> AsyncIterator[_Fault]:
+    """Translate "the database is unreachable or not answering" into DatabaseUnavailable.
+
+    This is the one place a driver's connection errors and timeouts become the 503 every
+    endpoint answers with and the signal every worker backs off on (kit/db/faults.py says
+    which errors count). A failure on a connection that had served before may be a stale
+    one the server dropped: ``stale_connection`` tells a caller that can repeat its unit of
+    work that a new connection may well succeed.
+    """
+    fault = _Fault()
+    try:
+        yield fault
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailable(stale_connection=fault.reused) from exc
+
+
+@asynccontextmanager
+async def _transaction(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Commit when the block ends; roll back if it raised, except on a connection that failed
+    (it is discarded instead: a ROLLBACK to a server that does not answer would wait for the
+    statement timeout again, and a connection whose statement timed out on the client side is
+    still busy cancelling it)."""
+    transaction = await conn.begin()
+    try:
+        yield
+    except BaseException as exc:
+        if is_unavailable(exc):
+            await _discard(conn)
+        else:
+            await transaction.rollback()
+        raise
+    try:
+        await transaction.commit()
+    except Exception as exc:
+        if is_unavailable(exc):
+            await _discard(conn)
+        raise
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Drop a connection without talking to the server (SQLAlchemy's invalidation would first
+    try a polite close and wait up to two seconds for a frozen server to answer it)."""
+    fairy = conn.sync_connection.connection if conn.sync_connection is not None else None
+    driver = fairy.driver_connection if fairy is not None else None
+    terminate = getattr(driver, "terminate", None)
+    if terminate is not None:
+        terminate()
+    await conn.invalidate()
+
+
+def _was_used_before(conn: AsyncConnection) -> bool:
+    # Set at check-in by _check_on_checkout; SQLAlchemy clears a record's info when it replaces
+    # the connection.
+    return conn.sync_connection is not None and "ec_idle_since" in conn.sync_connection.info
