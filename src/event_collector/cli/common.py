@@ -130,7 +130,8 @@ def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T
 
     async def main() -> T:
         check_sqlite_directory(settings)
-        db = Database.from_settings(settings)
+        # Operator commands (migrations, rebuilds, purges) may run long statements.
+        db = Database.from_settings(settings, bound_statements=False)
         try:
             if settings.should_auto_migrate:
                 await migrations.upgrade(db)

@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from event_collector.kit.db.backend import Backend
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
-from event_collector.kit.db.faults import is_unavailable
+from event_collector.kit.db.faults import is_timeout, is_unavailable
 from event_collector.kit.db.postgres import PostgresBackend
 from event_collector.kit.db.sqlite import SQLiteBackend
 from event_collector.kit.errors import DatabaseUnavailable
@@ -303,7 +303,9 @@ async def _unavailable_as_503() -> AsyncIterator[_Fault]:
     except Exception as exc:
         if not is_unavailable(exc):
             raise
-        raise DatabaseUnavailable(stale_connection=fault.reused) from exc
+        # A timeout is the database not answering, which a second try would only wait for again.
+        stale = fault.reused and not is_timeout(exc)
+        raise DatabaseUnavailable(stale_connection=stale) from exc
 
 
 @asynccontextmanager
@@ -318,8 +320,7 @@ async def _transaction(conn: AsyncConnection) -> AsyncIterator[None]:
     except BaseException as exc:
         if is_unavailable(exc):
             await _discard(conn)
-        else:
-            await transaction.rollback()
+        await transaction.rollback()  # after a discard: no round trip, only the bookkeeping
         raise
     try:
         await transaction.commit()
@@ -332,9 +333,10 @@ async def _transaction(conn: AsyncConnection) -> AsyncIterator[None]:
 async def _discard(conn: AsyncConnection) -> None:
     """Drop a connection without talking to the server (SQLAlchemy's invalidation would first
     try a polite close and wait up to two seconds for a frozen server to answer it)."""
+    if conn.invalidated:  # SQLAlchemy saw the disconnect itself and dropped it already
+        return
     fairy = conn.sync_connection.connection if conn.sync_connection is not None else None
-    driver = fairy.driver_connection if fairy is not None else None
-    terminate = getattr(driver, "terminate", None)
+    terminate = getattr(fairy.driver_connection if fairy is not None else None, "terminate", None)
     if terminate is not None:
         terminate()
     await conn.invalidate()

@@ -49,3 +49,19 @@ def _says_unavailable(exc: BaseException) -> bool:
     # asyncpg's own client-side errors (exactly InterfaceError: its DataError subclass is bad
     # input): "connection is closed", "another operation is in progress".
     return type(exc).__module__.startswith("asyncpg") and type(exc).__name__ == "InterfaceError"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) is a timeout: a database that did not answer, as
+    opposed to a connection that was found closed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | sa_exc.TimeoutError):
+            return True
+        if getattr(current, "sqlstate", None) == "57014":
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
