@@ -205,9 +205,17 @@ class Load:
     acknowledged: set[str] = field(default_factory=set)
     stopping: bool = False
 
-    async def _call(self, http: httpx.AsyncClient, what: str, request: Any) -> httpx.Response:
+    async def _call(
+        self, http: httpx.AsyncClient, what: str, request: Any
+    ) -> httpx.Response | None:
+        """Send, and record the answer; None (recorded as status 0) when there was none (the
+        server died)."""
         started = time.monotonic()
-        response: httpx.Response = await request
+        try:
+            response: httpx.Response = await request
+        except httpx.TransportError:
+            self.answers.append(Answer(what, 0, time.monotonic() - started, None, None))
+            return None
         body: Any
         try:
             body = response.json()
@@ -231,14 +239,18 @@ class Load:
                 response = await self._call(
                     http, "batch", http.post("/api/v1/events/batch", json=events)
                 )
+                if response is not None and response.status_code == 200:
+                    self.acknowledged.update(
+                        item["id"]
+                        for item in response.json()["results"]
+                        if item["status"] in ("created", "duplicate")
+                    )
             else:
-                events = [event_body(event_type=self.event_type)]
-                response = await self._call(
-                    http, "single", http.post("/api/v1/events", json=events[0])
-                )
-            if response.status_code in (200, 201):
-                self.acknowledged.update(event["id"] for event in events)
-            elif response.status_code == 503:
+                event = event_body(event_type=self.event_type)
+                response = await self._call(http, "single", http.post("/api/v1/events", json=event))
+                if response is not None and response.status_code in (200, 201):
+                    self.acknowledged.add(event["id"])
+            if response is None or response.status_code == 503:
                 await asyncio.sleep(0.05)  # a client honouring Retry-After would wait longer
 
     async def _read(self, http: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +30,8 @@ from tests.conftest import make_settings, wait_until
 from tests.hardening.processes import Load, PostgresCluster, Service, cluster
 
 __all__ = ["cluster"]
+
+logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 1.0
 POOL_TIMEOUT = 1.0
@@ -167,7 +170,8 @@ async def _outage(
     load.stopping = True
     await running
 
-    assert setup.service.process is not None and setup.service.process.poll() is None
+    assert setup.service.process is not None
+    assert setup.service.process.poll() is None, "the service kept running"
     answers = load.answers
     statuses = load.statuses()
     unexpected = [a for a in answers if a.status not in (200, 201, 503)]
@@ -175,7 +179,7 @@ async def _outage(
     unavailable = [a for a in answers if a.status == 503]
     assert unavailable, "the fault was never seen"
     for answer in unavailable:
-        assert answer.retry_after is not None and int(answer.retry_after) > 0, answer
+        assert int(answer.retry_after or 0) > 0, answer
         if answer.what == "readyz":
             assert answer.body["status"] == "unavailable", answer
         else:
@@ -184,8 +188,8 @@ async def _outage(
     assert slowest.seconds <= BOUND_SECONDS, slowest
     readiness = [a for a in answers if a.what == "readyz" and a.status == 503]
     assert all(a.seconds <= READY_BOUND_SECONDS for a in readiness), readiness
-    print(
-        f"\n{statuses} ; max latency {slowest.seconds:.2f} s ({slowest.what}); "
+    logger.warning(
+        f"{statuses} ; max latency {slowest.seconds:.2f} s ({slowest.what}); "
         f"max readyz 503 latency {max((a.seconds for a in readiness), default=0):.2f} s; "
         f"recovered {recovery_seconds:.2f} s after the database returned; "
         f"{len(load.acknowledged)} events acknowledged"
