@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,12 +22,15 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from event_collector.app import create_app
 from event_collector.auth import service as auth_service
 from event_collector.kit import migrate
 from event_collector.kit.db import Database
 from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.models import event_table
-from tests.conftest import make_settings, wait_until
+from event_collector.runtime import Runtime
+from tests.conftest import make_settings, make_tenant, wait_until
+from tests.factories import event_body
 from tests.hardening.processes import Load, PostgresCluster, Service, cluster
 
 __all__ = ["cluster"]
@@ -226,3 +230,90 @@ async def test_a_crashed_database(setup: Setup, receiver: Receiver) -> None:
 async def test_a_frozen_database(setup: Setup, receiver: Receiver) -> None:
     cluster = setup.cluster
     await _outage(setup, receiver, cluster.freeze, cluster.thaw, fault_seconds=6.0)
+
+
+_NO_DATABASE = {"/healthz", "/metrics", "/.well-known/jwks.json"}
+_VALID_BODIES: dict[tuple[str, str], Any] = {
+    ("post", "/api/v1/events"): None,  # filled per call: a fresh event
+    ("post", "/api/v1/events/batch"): None,
+    ("post", "/api/v1/event-subscription"): {
+        "entityType": "ORDER",
+        "destination": {"type": "WEBHOOK", "webhook": {"url": "http://127.0.0.1:9/hook"}},
+    },
+}
+
+
+@pytest.mark.parametrize("token_cache_seconds", [0, 600], ids=["token-checked", "token-cached"])
+async def test_every_endpoint_answers_503_while_the_database_is_down(
+    cluster: PostgresCluster, tmp_path: Path, token_cache_seconds: int
+) -> None:
+    """Every operation of the OpenAPI document, in process: with the token checked in the
+    database, each fails there; with the token cached, each reaches its own queries. Either
+    way: 503 with Retry-After and the fixed body (a body the route refuses before reaching the
+    database may answer 400), never a 500; and the same app answers again once it is back."""
+    settings = make_settings(
+        cluster.url,
+        tmp_path / "keys",
+        token_cache_seconds=token_cache_seconds,
+        database_connect_timeout=CONNECT_TIMEOUT,
+        database_pool_timeout=POOL_TIMEOUT,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            context: Runtime = app.state.runtime
+            tenant = await make_tenant(context, client)
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": tenant.client_id,
+                "client_secret": tenant.client_secret,
+            }
+            assert (await client.get("/api/v1/events", headers=tenant.headers)).status_code == 200
+            await asyncio.to_thread(cluster.stop, "fast")
+
+            answers: list[tuple[str, str, int]] = []
+            for path, operations in app.openapi()["paths"].items():
+                if path in _NO_DATABASE:
+                    continue
+                url = re.sub(r"\{[^}]+\}", "x-1", path)
+                for method in operations:
+                    kwargs: dict[str, Any] = {"headers": tenant.headers}
+                    if "token" in path:
+                        kwargs = {"data": form}
+                    elif method in ("post", "put"):
+                        body = _VALID_BODIES.get((method, path), {})
+                        if path == "/api/v1/events":
+                            body = event_body()
+                        elif path == "/api/v1/events/batch":
+                            body = [event_body(), event_body()]
+                        kwargs["json"] = body
+                    response = await client.request(method.upper(), url, **kwargs)
+                    answers.append((method, path, response.status_code))
+                    if response.status_code == 503:
+                        assert int(response.headers.get("retry-after", 0)) > 0, (method, path)
+                        if path != "/readyz":
+                            assert response.json() == {
+                                "error": "DatabaseUnavailable",
+                                "detail": FIXED_DETAIL,
+                            }, (method, path)
+                    elif (method, path) in _VALID_BODIES or method in ("get", "delete"):
+                        raise AssertionError(f"{method} {path}: {response.status_code}")
+                    else:
+                        assert response.status_code == 400, (method, path, response.text)
+
+            assert sum(status == 503 for *_, status in answers) >= 25, answers
+            await asyncio.to_thread(cluster.start)
+            await wait_until_async(
+                lambda: client.get("/api/v1/events", headers=tenant.headers),
+                "the app answers again once the database is back",
+            )
+
+
+async def wait_until_async(
+    request: Callable[[], Awaitable[httpx.Response]], what: str, within: float = 15.0
+) -> None:
+    deadline = time.monotonic() + within
+    while (await request()).status_code != 200:
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.1)
