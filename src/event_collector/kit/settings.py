@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         description="Seconds a statement may run (server-side on PostgreSQL, plus a client-side "
         "bound for a server that does not answer; SQLite's busy timeout).",
     )
+    database_bulk_statement_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a bulk read (a notification job's rule query) may run.",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     auto_migrate: bool | None = Field(
         default=None,

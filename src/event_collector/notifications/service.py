@@ -106,7 +106,7 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
         params.job_id, params.notification, job.get("template_id"), parameters
     )
     output = _output(parameters)
-    async with deps.db.read() as conn:
+    async with deps.db.read(bulk=True) as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
         result = await conn.execute(run_query(request.tenant, params, request.now))
         counts, candidates = _split(result.mappings())

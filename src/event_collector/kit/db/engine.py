@@ -36,17 +36,21 @@ def backend_of(conn: AnyConnection) -> Backend:
     return _BACKENDS[conn.dialect.name]
 
 
-def create_engine(settings: Settings, *, bound_statements: bool = True) -> AsyncEngine:
-    """The engine, with every wait on the database bounded by the settings (connect, pool
-    checkout, statement) so that an unreachable or frozen database costs a request a 503 within
-    seconds rather than a hang. ``bound_statements=False`` (operator commands: migrations,
-    rebuilds) lets statements run as long as they need."""
-    statement_timeout = settings.database_statement_timeout if bound_statements else None
+def create_engine(
+    settings: Settings,
+    *,
+    statement_timeout: float | None = None,
+    pool_size: int | None = None,
+) -> AsyncEngine:
+    """An engine whose waits on the database are bounded by the settings (connect, pool
+    checkout) and by ``statement_timeout`` (None: statements run as long as they need), so that
+    an unreachable or frozen database costs a request a 503 within seconds rather than a hang."""
+    pool_size = pool_size or settings.database_pool_size
     if settings.is_sqlite:
         busy_seconds = statement_timeout if statement_timeout is not None else 30.0
         engine = create_async_engine(
             settings.database_url,
-            pool_size=settings.database_pool_size,
+            pool_size=pool_size,
             max_overflow=0,
             pool_timeout=settings.database_pool_timeout,
             connect_args={"timeout": busy_seconds},
@@ -63,14 +67,21 @@ def create_engine(settings: Settings, *, bound_statements: bool = True) -> Async
         connect_args["command_timeout"] = statement_timeout + CLIENT_TIMEOUT_MARGIN_SECONDS
     engine = create_async_engine(
         settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         pool_timeout=settings.database_pool_timeout,
         connect_args=connect_args,
     )
     _check_on_checkout(engine.sync_engine, PING_AFTER_IDLE_SECONDS)
     return engine
 
+
+def _fsync(settings: Settings) -> bool:
+    return settings.is_sqlite and settings.sqlite_synchronous == "FULL"
+
+
+BULK_POOL_SIZE = 2
+"""Connections for bulk reads (as many again may overflow): job runs, few at a time."""
 
 CLIENT_TIMEOUT_MARGIN_SECONDS = 1.0
 """How long after the server's statement timeout the client gives up on a silent server."""
@@ -148,6 +159,7 @@ class Database:
         inline_engine: Engine | None = None,
         *,
         fsync_on_commit: bool = False,
+        bulk_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
         self._fsync_on_commit = fsync_on_commit
@@ -158,14 +170,29 @@ class Database:
         self._inline_connection: Connection | None = None
         # PostgreSQL: idle connections of the ingest writer, with when each was last used.
         self._writer_connections: list[tuple[AsyncConnection, float]] = []
+        self._bulk_engine = bulk_engine
 
     @classmethod
     def from_settings(cls, settings: Settings, *, bound_statements: bool = True) -> Database:
+        """The service's database: statements bounded by ``EC_DATABASE_STATEMENT_TIMEOUT``, bulk
+        reads (:meth:`read` ``bulk=True``) by ``EC_DATABASE_BULK_STATEMENT_TIMEOUT`` on a small
+        pool of their own. ``bound_statements=False`` (operator commands: migrations, rebuilds)
+        lets every statement run as long as it needs."""
         inline = _create_inline_sqlite_engine(settings) if settings.is_sqlite else None
+        if not bound_statements:
+            return cls(create_engine(settings), inline, fsync_on_commit=_fsync(settings))
+        bulk = None
+        if not settings.is_sqlite:  # SQLite's timeout is for the write lock, not statements
+            bulk = create_engine(
+                settings,
+                statement_timeout=settings.database_bulk_statement_timeout,
+                pool_size=BULK_POOL_SIZE,
+            )
         return cls(
-            create_engine(settings, bound_statements=bound_statements),
+            create_engine(settings, statement_timeout=settings.database_statement_timeout),
             inline,
-            fsync_on_commit=settings.is_sqlite and settings.sqlite_synchronous == "FULL",
+            fsync_on_commit=_fsync(settings),
+            bulk_engine=bulk,
         )
 
     @asynccontextmanager
@@ -246,8 +273,12 @@ class Database:
         self._writer_connections.append((conn, time.monotonic()))
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with _unavailable_as_503() as fault, self.engine.connect() as conn:
+    async def read(self, *, bulk: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A transaction; ``bulk=True`` for a read that may take long (a notification job's rule
+        query over a whole tenant) and must not be cut off by the statement timeout meant for
+        requests."""
+        engine = self._bulk_engine if bulk and self._bulk_engine is not None else self.engine
+        async with _unavailable_as_503() as fault, engine.connect() as conn:
             fault.reused = _was_used_before(conn)
             async with _transaction(conn):
                 yield conn
@@ -276,6 +307,8 @@ class Database:
             self._inline_connection = None
         if self._inline_engine is not None:
             self._inline_engine.dispose()
+        if self._bulk_engine is not None:
+            await self._bulk_engine.dispose()
         await self.engine.dispose()
 
 
