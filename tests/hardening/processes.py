@@ -24,6 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
+from event_collector.auth import service as auth_service
+from event_collector.kit import migrate
+from event_collector.kit.db import Database
 from tests.factories import event_body
 
 
@@ -180,6 +183,25 @@ class Service:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+async def provision(db: Database, tenant: str) -> dict[str, str]:
+    """Migrate the database and create ``tenant`` with a client; the client's token form."""
+    await migrate.upgrade(db)
+    async with db.write() as conn:
+        await auth_service.create_tenant(conn, tenant)
+        issued = await auth_service.create_client(conn, tenant)
+    return {
+        "grant_type": "client_credentials",
+        "client_id": issued.client_id,
+        "client_secret": issued.client_secret,
+    }
+
+
+async def bearer_headers(base: str, form: dict[str, str], tenant: str) -> dict[str, str]:
+    async with httpx.AsyncClient(base_url=base) as http:
+        token = (await http.post("/oauth/token", data=form)).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "X-TWC-Tenant": tenant}
 
 
 @dataclass

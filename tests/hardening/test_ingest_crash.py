@@ -9,15 +9,12 @@ import asyncio
 import logging
 from pathlib import Path
 
-import httpx
 from sqlalchemy import select
 
-from event_collector.auth import service as auth_service
-from event_collector.kit import migrate
 from event_collector.kit.db import Database
 from event_collector.models import event_table
 from tests.conftest import make_settings, wait_until
-from tests.hardening.processes import Load, Service
+from tests.hardening.processes import Load, Service, bearer_headers, provision
 
 logger = logging.getLogger(__name__)
 
@@ -28,21 +25,11 @@ async def test_a_killed_server_loses_no_acknowledged_event(
     key_dir = tmp_path / "keys"
     db = Database.from_settings(make_settings(empty_database_url, key_dir))
     try:
-        await migrate.upgrade(db)
-        async with db.write() as conn:
-            await auth_service.create_tenant(conn, "crash")
-            issued = await auth_service.create_client(conn, "crash")
+        form = await provision(db, "crash")
         service = Service(empty_database_url, key_dir, tmp_path / "serve.log")
         service.start()
         try:
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": issued.client_id,
-                "client_secret": issued.client_secret,
-            }
-            async with httpx.AsyncClient(base_url=service.base) as http:
-                token = (await http.post("/oauth/token", data=form)).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}", "X-TWC-Tenant": "crash"}
+            headers = await bearer_headers(service.base, form, "crash")
             load = Load(service.base, headers, form, batch_size=20)
             running = asyncio.create_task(load.run(singles=6, batches=3, readers=0))
             await wait_until(lambda: len(load.acknowledged) >= 300, "ingest is flowing", within=30)

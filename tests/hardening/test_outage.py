@@ -9,11 +9,9 @@ import asyncio
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +21,23 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from event_collector.app import create_app
-from event_collector.auth import service as auth_service
-from event_collector.kit import migrate
 from event_collector.kit.db import Database
 from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.models import event_table
 from event_collector.runtime import Runtime
 from tests.conftest import make_settings, make_tenant, wait_until
+from tests.delivery.test_crash import HoldingReceiver, receiver
 from tests.factories import event_body
-from tests.hardening.processes import Load, PostgresCluster, Service, cluster
+from tests.hardening.processes import (
+    Load,
+    PostgresCluster,
+    Service,
+    bearer_headers,
+    cluster,
+    provision,
+)
 
-__all__ = ["cluster"]
+__all__ = ["cluster", "receiver"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,44 +51,9 @@ READY_BOUND_SECONDS = 2.0
 FIXED_DETAIL = DatabaseUnavailable().detail
 
 
-class Receiver:
-    """A webhook endpoint that records the event id of every delivery."""
-
-    def __init__(self) -> None:
-        self.event_ids: set[str] = set()
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                with receiver.lock:
-                    receiver.event_ids.add(json.loads(body)["id"])
-                self.send_response(204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def received(self) -> set[str]:
-        with self.lock:
-            return set(self.event_ids)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    receiving = Receiver()
-    yield receiving
-    receiving.server.shutdown()
-    receiving.server.server_close()
+def _event_ids(receiver: HoldingReceiver) -> set[str]:
+    with receiver.lock:
+        return {json.loads(body)["id"] for body in receiver.bodies}
 
 
 @dataclass
@@ -98,15 +67,13 @@ class Setup:
 
 @pytest_asyncio.fixture
 async def setup(
-    cluster: PostgresCluster, tmp_path: Path, receiver: Receiver
+    cluster: PostgresCluster, tmp_path: Path, receiver: HoldingReceiver
 ) -> AsyncIterator[Setup]:
+    receiver.release.set()  # answer every webhook at once
     key_dir = tmp_path / "keys"
     settings = make_settings(cluster.url, key_dir)
     db = Database.from_settings(settings)
-    await migrate.upgrade(db)
-    async with db.write() as conn:
-        await auth_service.create_tenant(conn, "outage")
-        issued = await auth_service.create_client(conn, "outage")
+    form = await provision(db, "outage")
     service = Service(
         cluster.url,
         key_dir,
@@ -120,21 +87,14 @@ async def setup(
     )
     service.start()
     try:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": issued.client_id,
-            "client_secret": issued.client_secret,
-        }
-        async with httpx.AsyncClient(base_url=service.base) as http:
-            token = (await http.post("/oauth/token", data=form)).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}", "X-TWC-Tenant": "outage"}
+        headers = await bearer_headers(service.base, form, "outage")
+        async with httpx.AsyncClient(base_url=service.base, headers=headers) as http:
             created = await http.post(
                 "/api/v1/event-subscription",
                 json={
                     "entityType": "ORDER",
                     "destination": {"type": "WEBHOOK", "webhook": {"url": receiver.url}},
                 },
-                headers=headers,
             )
             assert created.status_code == 201, created.text
         yield Setup(cluster, service, Load(service.base, headers, form), db, "outage")
@@ -145,7 +105,7 @@ async def setup(
 
 async def _outage(
     setup: Setup,
-    receiver: Receiver,
+    receiver: HoldingReceiver,
     fault: Callable[[], Any],
     recover: Callable[[Any], None],
     *,
@@ -210,24 +170,24 @@ async def _outage(
     assert load.acknowledged <= stored, f"lost: {len(load.acknowledged - stored)}"
     # The dispatcher came back too: every acknowledged event reaches the webhook.
     await wait_until(
-        lambda: load.acknowledged <= receiver.received(),
+        lambda: load.acknowledged <= _event_ids(receiver),
         "every acknowledged event is delivered after the outage",
         within=30,
         interval=0.2,
     )
 
 
-async def test_a_stopped_database(setup: Setup, receiver: Receiver) -> None:
+async def test_a_stopped_database(setup: Setup, receiver: HoldingReceiver) -> None:
     cluster = setup.cluster
     await _outage(setup, receiver, lambda: cluster.stop("fast"), lambda _: cluster.start())
 
 
-async def test_a_crashed_database(setup: Setup, receiver: Receiver) -> None:
+async def test_a_crashed_database(setup: Setup, receiver: HoldingReceiver) -> None:
     cluster = setup.cluster
     await _outage(setup, receiver, lambda: cluster.stop("immediate"), lambda _: cluster.start())
 
 
-async def test_a_frozen_database(setup: Setup, receiver: Receiver) -> None:
+async def test_a_frozen_database(setup: Setup, receiver: HoldingReceiver) -> None:
     cluster = setup.cluster
     await _outage(setup, receiver, cluster.freeze, cluster.thaw, fault_seconds=6.0)
 
