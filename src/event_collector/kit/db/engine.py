@@ -19,6 +19,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util.concurrency import await_
 
 from event_collector.kit.db.backend import Backend
 from event_collector.kit.db.connection import AnyConnection, InlineConnection
@@ -72,7 +73,9 @@ def create_engine(
         pool_timeout=settings.database_pool_timeout,
         connect_args=connect_args,
     )
-    _check_on_checkout(engine.sync_engine, PING_AFTER_IDLE_SECONDS)
+    _check_on_checkout(
+        engine.sync_engine, PING_AFTER_IDLE_SECONDS, settings.database_connect_timeout
+    )
     return engine
 
 
@@ -91,7 +94,7 @@ PING_AFTER_IDLE_SECONDS = 10.0
 """A pooled PostgreSQL connection unused for longer than this is pinged before it is handed out."""
 
 
-def _check_on_checkout(engine: Engine, ping_after_idle: float) -> None:
+def _check_on_checkout(engine: Engine, ping_after_idle: float, ping_timeout: float) -> None:
     """Hand out live connections without a round trip per checkout.
 
     SQLAlchemy's ``pool_pre_ping`` costs three round trips with asyncpg (``BEGIN``, ``;``,
@@ -110,13 +113,18 @@ def _check_on_checkout(engine: Engine, ping_after_idle: float) -> None:
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if dbapi_connection.driver_connection.is_closed():
+        driver = dbapi_connection.driver_connection
+        if driver.is_closed():
             raise DisconnectionError("the server closed this connection")
         idle_since = record.info.get("ec_idle_since")
         if idle_since is not None and time.monotonic() - idle_since > ping_after_idle:
             try:
-                dbapi_connection.ping()
+                # Bounded like a connect: a server that answers nothing should cost no more.
+                await_(driver.execute(";", timeout=ping_timeout))
             except Exception as exc:
+                # Dropped at once: SQLAlchemy's invalidation would first wait up to two seconds
+                # for a polite close that a server in this state will not answer.
+                driver.terminate()
                 raise DisconnectionError("the idle connection did not answer a ping") from exc
 
 
