@@ -44,9 +44,10 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 1.0
 POOL_TIMEOUT = 1.0
 STATEMENT_TIMEOUT = 2.0
-# The longest a request may wait: a pooled connection, a new one, a statement (the client-side
-# bound is one second after the server's), and a second of slack for a loaded machine.
-BOUND_SECONDS = POOL_TIMEOUT + CONNECT_TIMEOUT + STATEMENT_TIMEOUT + 1.0 + 1.0
+# The longest a request may wait: a pooled connection, a ping of an idle one and a new one (each
+# bounded by the connect timeout), a statement (the client-side bound is one second after the
+# server's), and two seconds of slack for a loaded machine.
+BOUND_SECONDS = POOL_TIMEOUT + 2 * CONNECT_TIMEOUT + STATEMENT_TIMEOUT + 1.0 + 2.0
 READY_BOUND_SECONDS = 2.0
 FIXED_DETAIL = DatabaseUnavailable().detail
 
@@ -84,6 +85,9 @@ async def setup(
         EC_TOKEN_CACHE_SECONDS="0",  # every request checks its token in the database
         EC_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
         EC_DELIVERY_IDLE_POLL_SECONDS="1",
+        # A claim whose COMMIT was sent just before the freeze commits when the server thaws,
+        # though the dispatcher saw it fail: those deliveries wait for their lease to expire.
+        EC_DELIVERY_LEASE_SECONDS="5",
     )
     service.start()
     try:
