@@ -9,6 +9,7 @@ PostgreSQL they are plain transactions and row locks do the coordinating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,6 +111,16 @@ def _check_on_checkout(engine: Engine, ping_after_idle: float, ping_timeout: flo
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["ec_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        # A statement that timed out on the client side: SQLAlchemy invalidates the connection
+        # and first offers the server a polite close, waiting up to two seconds for a frozen
+        # server to answer it. Dropping the socket now makes that close return at once.
+        if context.connection is None or not is_timeout(context.original_exception):
+            return
+        with contextlib.suppress(Exception):
+            context.connection.connection.driver_connection.terminate()
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
