@@ -29,11 +29,13 @@ from tests.factories import event_body
 
 
 class HoldingReceiver:
-    """Records every webhook on arrival, then holds the response until ``release`` is set."""
+    """Records every webhook on arrival (its ``webhook-id`` and body), then holds the response
+    until ``release`` is set."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.arrivals: list[str] = []
+        self.bodies: list[bytes] = []
         self.lock = threading.Lock()
         receiver = self
 
@@ -44,9 +46,10 @@ class HoldingReceiver:
                 pass
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with receiver.lock:
                     receiver.arrivals.append(self.headers.get("webhook-id", ""))
+                    receiver.bodies.append(body)
                 receiver.release.wait(60)
                 try:
                     self.send_response(204)

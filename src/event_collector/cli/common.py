@@ -17,7 +17,7 @@ from typer.core import TyperArgument, TyperOption
 
 from event_collector.kit import migrate as migrations
 from event_collector.kit.db import Database
-from event_collector.kit.errors import EventCollectorError
+from event_collector.kit.errors import DatabaseUnavailable, EventCollectorError
 from event_collector.kit.settings import Settings, load_settings
 from event_collector.ops.diagnose import SchemaNotMigrated, check_sqlite_directory, explain
 from event_collector.runtime import Runtime
@@ -91,8 +91,12 @@ def operator_errors(settings: Settings) -> Iterator[None]:
     Anything else propagates with its traceback."""
     try:
         yield
+    except typer.Exit:
+        raise  # already reported
     except Exception as exc:
         message = explain(exc, settings)
+        if message is None and isinstance(exc, DatabaseUnavailable):
+            message = exc.detail
         if message is None:
             raise
         if _show_tracebacks or settings.log_level == "DEBUG":
@@ -120,6 +124,8 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except DatabaseUnavailable:
+        raise  # operator_errors names the address and the setting (ops/diagnose.py)
     except EventCollectorError as exc:
         err_console.print(f"[red]error:[/] {exc.detail}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
@@ -130,7 +136,8 @@ def run_with_database(settings: Settings, work: Callable[[Database], Awaitable[T
 
     async def main() -> T:
         check_sqlite_directory(settings)
-        db = Database.from_settings(settings)
+        # Operator commands (migrations, rebuilds, purges) may run long statements.
+        db = Database.from_settings(settings, bound_statements=False)
         try:
             if settings.should_auto_migrate:
                 await migrations.upgrade(db)

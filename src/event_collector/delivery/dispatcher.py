@@ -39,8 +39,10 @@ from event_collector.delivery.senders import (
     chunk_for_aws,
 )
 from event_collector.delivery.service import ClaimedDelivery, Outcome
+from event_collector.kit.backoff import OutageBackoff
 from event_collector.kit.crypto import SecretBox, SecretDecryptionError
 from event_collector.kit.db import Database, utcnow
+from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.kit.group_commit import GroupCommit
 from event_collector.kit.leases import LeaseKeeper, new_owner
 from event_collector.kit.settings import Settings
@@ -99,6 +101,7 @@ class Dispatcher:
             self._record, what="delivery outcome", linger=0.02
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._outage = OutageBackoff("delivery", logger)
 
     @property
     def notifications(self) -> int:
@@ -174,10 +177,14 @@ class Dispatcher:
                 claimed_full = len(claimed) >= limit
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable:
+                await self.waker.wait(self._outage.failed())
+                continue
             except Exception:
                 logger.exception("claiming deliveries failed; retrying shortly")
                 await self.waker.wait(1.0)
                 continue
+            self._outage.succeeded()
             if claimed_full:
                 await asyncio.sleep(0)
                 continue
@@ -205,6 +212,8 @@ class Dispatcher:
             now = utcnow()
             async with self.db.read() as conn:
                 due = await repository.next_due_at(conn, now, self._excluded())
+        except DatabaseUnavailable:
+            return self._outage.failed()
         except Exception:
             logger.exception("reading the next due delivery failed")
             return 1.0

@@ -42,7 +42,9 @@ from event_collector.jobs.runner import JobRunner, ProgressCallback, RunRequest,
 from event_collector.jobs.schedule import Schedule, ScheduleError
 from event_collector.jobs.service import JOBS_CHANNEL, can_run_on_schedule, job_schedule, new_run
 from event_collector.kit import leases
+from event_collector.kit.backoff import OutageBackoff
 from event_collector.kit.db import Database, utcnow
+from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.kit.settings import Settings
 from event_collector.kit.waker import Waker
 
@@ -83,6 +85,7 @@ class Scheduler:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._outage = OutageBackoff("job scheduling", logger)
         self.rounds = 0  # completed rounds (observability, tests)
 
     def wake(self) -> None:
@@ -122,8 +125,11 @@ class Scheduler:
             try:
                 await self.run_once()
                 timeout = await self._seconds_until_next_work()
+                self._outage.succeeded()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable:
+                timeout = self._outage.failed()
             except Exception:
                 logger.exception("job scheduler round failed; retrying shortly")
                 timeout = RETRY_AFTER_ERROR_SECONDS

@@ -95,3 +95,19 @@ class ServiceUnavailable(EventCollectorError):
     """The service cannot handle the request right now."""
 
     status_code = 503
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database is unreachable or not answering; nothing was stored, retry shortly."""
+
+    RETRY_AFTER_SECONDS = 2
+
+    def __init__(self, *, stale_connection: bool = False) -> None:
+        # Not for clients: the failure came from a connection that had served before (perhaps
+        # one the server dropped), so a unit of work that can be repeated may try once more.
+        self.stale_connection = stale_connection
+        # The detail is fixed: a driver's message names hosts, ports and internals.
+        super().__init__(
+            "the database is unavailable; nothing was changed, retry shortly",
+            headers={"Retry-After": str(self.RETRY_AFTER_SECONDS)},
+        )

@@ -6,7 +6,9 @@ next group, which ``write`` stores in one transaction (so many small writes shar
 its per-statement costs) and answers one result per item.
 
 If a group's write fails, its items are written again one by one, so an item that cannot be
-stored fails alone and never takes its neighbours down with it.
+stored fails alone and never takes its neighbours down with it. If the database is unavailable
+(``DatabaseUnavailable``), the group and everything queued behind it fail at once with it (after
+one more try when the failure may have been only a stale connection).
 
 Used by the event writer (``events/writer.py``: ingest requests) and the delivery dispatcher's
 outcome recorder (``delivery/dispatcher.py``: attempt outcomes).
@@ -19,6 +21,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from event_collector.kit.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +95,10 @@ class GroupCommit(Generic[Item, Result]):
             if not group:
                 continue
             try:
-                results = await self._write([submitted.item for submitted in group])
+                results = await self._write_group([submitted.item for submitted in group])
+            except DatabaseUnavailable:
+                self._fail_in_outage(group)
+                continue
             except Exception as exc:
                 if len(group) == 1:
                     logger.exception("writing a %s failed", self._what)
@@ -102,20 +109,46 @@ class GroupCommit(Generic[Item, Result]):
                     len(group),
                     self._what,
                 )
-                for submitted in group:
-                    await self._write_alone(submitted)
+                for position, submitted in enumerate(group):
+                    if not await self._write_alone(submitted):
+                        self._fail_in_outage(group[position + 1 :])
+                        break
                 continue
             for submitted, result in zip(group, results, strict=True):
                 _resolve(submitted, result)
 
-    async def _write_alone(self, submitted: _Submitted[Item, Result]) -> None:
+    async def _write_group(self, items: Sequence[Item]) -> Sequence[Result]:
         try:
-            (result,) = await self._write([submitted.item])
+            return await self._write(items)
+        except DatabaseUnavailable as exc:
+            if not exc.stale_connection:
+                raise
+            # Perhaps only a connection the server had dropped: once more, on a new one.
+            logger.info("retrying a group of %d %ss on a new connection", len(items), self._what)
+            return await self._write(items)
+
+    def _fail_in_outage(self, group: list[_Submitted[Item, Result]]) -> None:
+        """The database is unavailable: fail the group and everything waiting behind it now,
+        rather than let each try again after the timeouts (item by item, that would be minutes)."""
+        waiting, self._pending = self._pending, []
+        failed = group + waiting
+        logger.warning("database unavailable: %d %s(s) not written", len(failed), self._what)
+        for submitted in failed:
+            _fail(submitted, DatabaseUnavailable())
+
+    async def _write_alone(self, submitted: _Submitted[Item, Result]) -> bool:
+        """Write one item; False if the database is unavailable (the item is not failed yet)."""
+        try:
+            (result,) = await self._write_group([submitted.item])
+        except DatabaseUnavailable:
+            self._fail_in_outage([submitted])
+            return False
         except Exception as exc:
             logger.exception("writing a %s failed", self._what)
             _fail(submitted, self._failure(exc))
         else:
             _resolve(submitted, result)
+        return True
 
     def _take_group(self) -> list[_Submitted[Item, Result]]:
         group: list[_Submitted[Item, Result]]

@@ -13,7 +13,9 @@ from pydantic_core import to_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from event_collector.kit.db.faults import is_unavailable
 from event_collector.kit.errors import (
+    DatabaseUnavailable,
     EventCollectorError,
     PayloadTooLarge,
     ValidationFailed,
@@ -112,7 +114,16 @@ INTERNAL_ERROR_BODY = dumps(
 )
 
 
+def as_service_error(exc: Exception) -> EventCollectorError | None:
+    """The service error an exception that escaped the transaction wrappers stands for, if it
+    is one we know (a database fault met outside a transaction: 503, never 500)."""
+    return DatabaseUnavailable() if is_unavailable(exc) else None
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    known = as_service_error(exc)
+    if known is not None:
+        return await handle_app_error(request, known)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(INTERNAL_ERROR_BODY, 500, media_type="application/json")
 

@@ -21,8 +21,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from event_collector.kit.errors import BadRequest, EventCollectorError, UnsupportedMediaType
-from event_collector.kit.http import INTERNAL_ERROR_BODY, dumps, error_body
+from event_collector.kit.errors import (
+    BadRequest,
+    EventCollectorError,
+    UnsupportedMediaType,
+)
+from event_collector.kit.http import INTERNAL_ERROR_BODY, as_service_error, dumps, error_body
 from event_collector.kit.logging import request_id_var
 from event_collector.kit.middleware import (
     ClientDisconnected,
@@ -156,10 +160,11 @@ class EventCollectorApp(FastAPI):
             if self.request_guard is not None:
                 await self.request_guard.admit_ingest(self, scope, request.headers)
             return await route.handler(request)
-        except EventCollectorError as exc:
-            if exc.status_code >= 500:
-                logger.error("request failed: %s %s: %s", scope["method"], route.path, exc.detail)
-            return RawResponse(dumps(error_body(exc)), exc.status_code, exc.headers)
-        except Exception:
-            logger.exception("unhandled error on %s %s", scope["method"], route.path)
-            return RawResponse(INTERNAL_ERROR_BODY, 500)
+        except Exception as exc:
+            known = exc if isinstance(exc, EventCollectorError) else as_service_error(exc)
+            if known is None:
+                logger.exception("unhandled error on %s %s", scope["method"], route.path)
+                return RawResponse(INTERNAL_ERROR_BODY, 500)
+            if known.status_code >= 500:
+                logger.error("request failed: %s %s: %s", scope["method"], route.path, known.detail)
+            return RawResponse(dumps(error_body(known)), known.status_code, known.headers)

@@ -41,6 +41,31 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://…",
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_connect_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Seconds to open a database connection before answering 503.",
+    )
+    database_pool_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="Seconds to wait for a free pooled connection before answering 503.",
+    )
+    database_statement_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds a statement may run (server-side on PostgreSQL, plus a client-side "
+        "bound for a server that does not answer; SQLite's busy timeout).",
+    )
+    database_bulk_statement_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a bulk read (a notification job's rule query) may run.",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     auto_migrate: bool | None = Field(
         default=None,

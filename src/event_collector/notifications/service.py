@@ -110,7 +110,7 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
         params.job_id, params.notification, job.get("template_id"), parameters
     )
     output = _output(parameters)
-    async with deps.db.read() as conn:
+    async with deps.db.read(bulk=True) as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
     email_channel = sender.provider if output in ("email", "both") else None
     if email_channel == "sendgrid" and not sender.sendgrid_api_key and not request.dry_run:

@@ -1,5 +1,6 @@
 """The database: engine and transactions (engine.py), the connection repositories receive
-(connection.py), the column types (types.py), and the backend that hides what differs between
+(connection.py), which errors mean the database is unavailable (faults.py), the column types
+(types.py), and the backend that hides what differs between
 SQLite and PostgreSQL (backend.py, sqlite.py, postgres.py)."""
 
 from event_collector.kit.db.backend import Backend, BulkStatement
@@ -10,6 +11,7 @@ from event_collector.kit.db.engine import (
     backend_of,
     create_engine,
 )
+from event_collector.kit.db.faults import is_unavailable
 from event_collector.kit.db.types import BigIntPK, JSONType, UTCDateTime, metadata, utcnow
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "UTCDateTime",
     "backend_of",
     "create_engine",
+    "is_unavailable",
     "metadata",
     "utcnow",
 ]

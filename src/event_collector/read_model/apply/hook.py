@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table
 
 from event_collector.events.model import StoredEvent
-from event_collector.kit.db import AnyConnection
+from event_collector.kit.db import AnyConnection, is_unavailable
 from event_collector.kit.jsondoc import contains_nul
 from event_collector.models import variant_table
 from event_collector.read_model.apply import rules
@@ -64,9 +64,9 @@ async def apply_events(conn: AnyConnection, events: Sequence[StoredEvent]) -> No
         for plan in plans:
             problems.extend(await _run(repo, plan))
         await repo.add_problems(problems)
-    except Exception:
-        if repo.wrote:
-            raise  # something already reached the database: let the writer retry
+    except Exception as exc:
+        if repo.wrote or is_unavailable(exc):
+            raise  # something already reached the database, or it is gone: the writer decides
         logger.exception("read-model apply failed; retrying event by event")
     else:
         await repo.flush()
@@ -79,6 +79,8 @@ async def apply_events(conn: AnyConnection, events: Sequence[StoredEvent]) -> No
                 await single.add_problems(await _run(single, plan))
                 await single.flush()
         except Exception as exc:
+            if is_unavailable(exc):
+                raise  # not this event's fault: no problem to record
             logger.exception("read-model apply failed for one event")
             await ApplyRepository(conn).add_problems(
                 [_problem(plan.event, f"internal error while applying: {type(exc).__name__}")]
