@@ -118,8 +118,8 @@ async def test_operator_flow(live: LiveConsole, receiver: Receiver, page: Any) -
     await page.get_by_label("Customer id or ref").fill("c1")
     await page.get_by_role("button", name="Look up").click()
     row = page.get_by_role("row", name=re.compile("Title v1"))
-    await expect(row).to_contain_text("89 AUD")  # the current (sale) price
-    await expect(row).to_contain_text("100 AUD")  # the baseline
+    await expect(row).to_contain_text("89.00 AUD")  # the current (sale) price
+    await expect(row).to_contain_text("100.00 AUD")  # the baseline
 
     # Sign out: the console asks for credentials again.
     await page.get_by_role("button", name="Sign out").click()
