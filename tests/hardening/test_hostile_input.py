@@ -223,7 +223,9 @@ async def test_a_body_nested_too_deeply_is_a_400(
     await assert_still_usable(client, tenant)
 
 
-@pytest.mark.parametrize("depth", [40, 500, 900])
+# Deeper than ~900 the JSON parser itself gives up, how soon depending on the stack in use:
+# still a 400, with the parser's generic message (covered by the batch tests above).
+@pytest.mark.parametrize("depth", [40, 500])
 async def test_free_form_job_parameters_nested_too_deeply_are_a_400(
     client: httpx.AsyncClient, tenant: TenantFixture, depth: int
 ) -> None:
