@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from event_collector.kit.crypto import SecretBox, SecretDecryptionError, is_masked, mask
+from event_collector.kit.crypto import (
+    ResealProgress,
+    SecretBox,
+    SecretDecryptionError,
+    is_masked,
+    mask,
+)
 from event_collector.kit.db import AnyConnection
 from event_collector.kit.settings import Settings
 from event_collector.notifications.channels import Sender
@@ -124,3 +130,27 @@ async def put_email_settings(
     values["updated_at"] = now
     await repo.save_email_settings(tenant, values)
     return _to_api({**values, "tenant": tenant}, settings, secrets, tenant)
+
+
+async def reseal_batch(
+    conn: AnyConnection, box: SecretBox, after: str | None, limit: int = 200
+) -> ResealProgress[str]:
+    """Re-seal, with the newest key, the tenants' SendGrid keys sealed with an older one (after
+    a rotation; `event-collector reseal-secrets`). Keys no key can open are counted and left as
+    they are. Returns ``next_after=None`` once every tenant's settings have been examined."""
+    repo = NotificationRepository(conn)
+    rows = await repo.sealed_email_settings_after(after, limit)
+    progress = ResealProgress[str](
+        next_after=rows[-1].tenant if len(rows) == limit else None, examined=len(rows)
+    )
+    for row in rows:
+        sealed = row.sendgrid_api_key_sealed
+        try:
+            resealed = box.resealed(sealed, associated_data=_associated(row.tenant))
+        except SecretDecryptionError:
+            progress.unreadable += 1
+            logger.warning("cannot open the stored SendGrid key of tenant %s", row.tenant)
+            continue
+        if resealed is not None and await repo.replace_sealed_key(row.tenant, sealed, resealed):
+            progress.resealed += 1
+    return progress

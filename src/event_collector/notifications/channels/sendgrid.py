@@ -121,11 +121,11 @@ class SendGridChannel:
         return response, error
 
     async def send(self, emails: Sequence[OutgoingEmail]) -> AsyncIterator[list[SendOutcome]]:
-        if self._sender.sendgrid_api_key_error:
+        unusable_key = self._sender.sendgrid_api_key_error
+        if unusable_key:
             # Nothing went to SendGrid: the items may be notified again once the key is set.
-            error = self._sender.sendgrid_api_key_error
             yield [
-                SendOutcome(e.notification_id, False, error=error, certainly_unsent=True)
+                SendOutcome(e.notification_id, False, error=unusable_key, certainly_unsent=True)
                 for e in emails
             ]
             return
