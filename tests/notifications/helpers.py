@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import select, update
 
+from event_collector.models.notifications import email_settings_table
 from event_collector.notifications.content import Renderer
 from event_collector.notifications.service import NotifyDeps, RunOutcome, RunRequest, execute_run
 from tests.conftest import TenantFixture
@@ -142,3 +144,18 @@ async def many_shoppers(shop: Shop, count: int, variant: str, prefix: str = "c")
         ]
         await shop.post("WISHLIST", wishlists, "BULK_CREATE")
     return ids
+
+
+async def seal_with_a_removed_key(context: Any, tenant: str) -> None:
+    """Make the tenant's stored SendGrid key look sealed by a key no longer in the key
+    directory (as after an operator removed an old key too early)."""
+    e = email_settings_table
+    async with context.db.write() as conn:
+        sealed = await conn.scalar(select(e.c.sendgrid_api_key_sealed).where(e.c.tenant == tenant))
+        assert sealed
+        version, _, data = sealed.split(".", 2)
+        await conn.execute(
+            update(e)
+            .where(e.c.tenant == tenant)
+            .values(sendgrid_api_key_sealed=f"{version}.removed.{data}")
+        )

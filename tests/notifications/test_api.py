@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from event_collector.models.notifications import email_settings_table
 from tests.conftest import make_tenant
-from tests.notifications.helpers import Shop, job, notifications, run
+from tests.notifications.helpers import Shop, job, notifications, run, seal_with_a_removed_key
 
 KEY = "SG.secret-key-0123456789abcdef"
 
@@ -104,6 +104,7 @@ async def test_email_settings_key_sealed_masked_and_isolated(
         "provider": "sendgrid",
         "sender_email": "shop@example.com",
         "sendgrid_api_key_set": True,
+        "sendgrid_api_key_unreadable": False,
     }
     # A GET body sent back (masked key) keeps the key; other fields change.
     again = {**saved, "sender_name": "Shop 2"}
@@ -139,6 +140,33 @@ async def test_email_settings_key_sealed_masked_and_isolated(
     )
     assert response.json()["effective"]["provider"] == context.settings.email_provider
     assert response.json()["sendgrid_api_key"] is None
+
+
+async def test_email_settings_with_a_key_no_secret_key_opens_are_shown_flagged(
+    client, tenant, context
+) -> None:
+    """The secret key that sealed the SendGrid key was removed: GET still answers (a bare mask
+    and the flag), never 500; a new key PUT replaces it."""
+    body = {"provider": "sendgrid", "sendgrid_api_key": KEY}
+    assert (
+        await client.put("/api/v1/email-settings", json=body, headers=tenant.headers)
+    ).status_code == 200
+    await seal_with_a_removed_key(context, tenant.name)
+    response = await client.get("/api/v1/email-settings", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    shown = response.json()
+    assert shown["sendgrid_api_key"] == "********"
+    assert shown["effective"]["sendgrid_api_key_set"] is True
+    assert shown["effective"]["sendgrid_api_key_unreadable"] is True
+    # Another field changed (the unreadable key kept), then a new key: readable again.
+    response = await client.put(
+        "/api/v1/email-settings", json={"sender_name": "Shop"}, headers=tenant.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["effective"]["sendgrid_api_key_unreadable"] is True
+    response = await client.put("/api/v1/email-settings", json=body, headers=tenant.headers)
+    assert response.json()["sendgrid_api_key"] == "********" + KEY[-4:]
+    assert response.json()["effective"]["sendgrid_api_key_unreadable"] is False
 
 
 async def test_email_settings_validation(client, tenant) -> None:

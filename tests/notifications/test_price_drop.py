@@ -70,6 +70,22 @@ async def test_thresholds_percent_and_amount(client, tenant, context) -> None:
     assert [i["item_id"] for i in outcome.messages[0]["items"]] == ["c1-v1", "c1-v2"]
 
 
+async def test_amounts_have_the_currencys_minor_units(client, tenant, context) -> None:
+    """As the read API shows them (kit.money): 500 JPY is "500", never "500.00"."""
+    shop = Shop(client, tenant)
+    await shop.product("p1")
+    await shop.variant("v1")
+    await shop.price("v1", "1000", currency="JPY")
+    await shop.shopper("c1", ["v1"])
+    await shop.price("v1", "1000", "500", currency="JPY")
+    await run(context, tenant, job("PRICE_DROP"), run_id="r1")
+    [sent] = await notifications(client, tenant, run_id="r1")
+    [item] = sent["items"]
+    assert (item["old_price"], item["new_price"], item["saving"]) == ("1000", "500", "500")
+    assert "500 JPY (was 1000, you save 500)" in sent["text"]
+    assert "500.00" not in sent["text"] + sent["html"]
+
+
 async def test_currency_mismatch_is_no_drop(client, tenant, context) -> None:
     shop = await _shop(client, tenant)
     await shop.shopper("c1", ["v1"])

@@ -13,7 +13,15 @@ import pytest_asyncio
 from aiohttp import web
 
 from event_collector.kit.errors import BadRequest
-from tests.notifications.helpers import Shop, job, many_shoppers, notifications, run
+from event_collector.notifications.email_settings import UNREADABLE_KEY
+from tests.notifications.helpers import (
+    Shop,
+    job,
+    many_shoppers,
+    notifications,
+    run,
+    seal_with_a_removed_key,
+)
 
 KEY = "SG.test-key-abcdefghijklmnop"
 
@@ -181,3 +189,41 @@ async def test_sendgrid_without_a_key_refuses_the_run_before_claiming(
     with pytest.raises(BadRequest, match="no API key"):
         await run(context, tenant, job("PRICE_DROP", template_id="d-1"), run_id="r1")
     assert await notifications(client, tenant) == []
+
+
+async def test_a_key_no_secret_key_opens_fails_each_send_visibly(
+    client, tenant, context, sink
+) -> None:
+    """The stored SendGrid key cannot be opened: the run goes on, nothing reaches SendGrid (nor
+    goes out with the server's key), each notification fails saying why and what to do, and
+    its claim is released so a run after the fix sends it."""
+    recorder, url = sink
+    shop = Shop(client, tenant)
+    await shop.product("p1")
+    await shop.variant("v1")
+    await shop.price("v1", "10.00")
+    await many_shoppers(shop, 3, "v1")
+    await shop.price("v1", "10.00", "5.00")
+    body = {
+        "provider": "sendgrid",
+        "sender_email": "shop@example.com",
+        "reply_to_email": "help@example.com",
+        "sendgrid_api_key": KEY,
+    }
+    await client.put("/api/v1/email-settings", json=body, headers=tenant.headers)
+    await seal_with_a_removed_key(context, tenant.name)
+    settings = context.settings.model_copy(
+        update={"sendgrid_api_url": url, "sendgrid_api_key": "SG.server-key-0123456789"}
+    )
+    the_job = job("PRICE_DROP", template_id="d-123")
+    outcome = await run(context, tenant, the_job, run_id="r1", settings=settings)
+    assert outcome.counts["errors"] == 3
+    assert outcome.counts["sent"] == 0
+    assert recorder.requests == []
+    failed = await notifications(client, tenant, run_id="r1", status="failed")
+    assert [n["error"] for n in failed] == [UNREADABLE_KEY] * 3
+
+    await client.put("/api/v1/email-settings", json=body, headers=tenant.headers)
+    outcome = await run(context, tenant, the_job, run_id="r2", settings=settings)
+    assert outcome.counts["sent"] == 3
+    assert recorder.problems == []

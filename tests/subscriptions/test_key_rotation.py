@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import update
+from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from event_collector.cli import app as cli
 from event_collector.kit.crypto import KEY_PREFIX, SecretBox
 from event_collector.models import subscription_table
+from event_collector.models.notifications import email_settings_table
+from event_collector.notifications import email_settings
 from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import reseal_batch, secret_associated_data
 from tests.conftest import TenantFixture
 from tests.subscriptions.helpers import ACCESS_SECRET, URL, subscription_body
 from tests.subscriptions.test_endpoints import stored_row
+
+SENDGRID_KEY = "SG.rotation-key-0123456789"
 
 
 async def test_reseal_moves_old_secrets_to_the_newest_key(
@@ -74,6 +79,60 @@ async def test_reseal_moves_old_secrets_to_the_newest_key(
     assert fetched.json()["destination"]["sqs"]["accessSecret"] == "********"
 
 
+async def test_reseal_moves_old_sendgrid_keys_to_the_newest_key(
+    client, tenant: TenantFixture, other_tenant: TenantFixture, context: Runtime
+) -> None:
+    current = context.secrets.current_kid
+    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
+    old_key = AESGCM.generate_key(bit_length=256)
+    old_box = SecretBox({"old": old_key}, current_kid="old")
+    rotated = SecretBox({"old": old_key, current: current_key}, current_kid=current)
+    lost_box = SecretBox({"lost": AESGCM.generate_key(bit_length=256)}, current_kid="lost")
+    # the tenant's key sealed before the rotation; the other's with a key since removed
+    for who, box in ((tenant, old_box), (other_tenant, lost_box)):
+        body = {"provider": "sendgrid", "sendgrid_api_key": SENDGRID_KEY}
+        response = await client.put("/api/v1/email-settings", json=body, headers=who.headers)
+        assert response.status_code == 200
+        async with context.db.write() as conn:
+            await conn.execute(
+                update(email_settings_table)
+                .where(email_settings_table.c.tenant == who.name)
+                .values(
+                    sendgrid_api_key_sealed=box.seal(
+                        SENDGRID_KEY, associated_data=f"email-settings:{who.name}"
+                    )
+                )
+            )
+
+    resealed = unreadable = examined = 0
+    after = None
+    while True:
+        async with context.db.write() as conn:
+            progress = await email_settings.reseal_batch(conn, rotated, after, limit=1)
+        examined += progress.examined
+        resealed += progress.resealed
+        unreadable += progress.unreadable
+        if progress.next_after is None:
+            break
+        after = progress.next_after
+    assert examined >= 2
+    assert resealed == 1  # ours; other tests' keys are sealed with the current key
+    assert unreadable >= 1
+
+    async with context.db.read() as conn:
+        sealed = await conn.scalar(
+            select(email_settings_table.c.sendgrid_api_key_sealed).where(
+                email_settings_table.c.tenant == tenant.name
+            )
+        )
+    assert context.secrets.key_id_of(sealed) == current
+    shown = (await client.get("/api/v1/email-settings", headers=tenant.headers)).json()
+    assert shown["sendgrid_api_key"] == "********" + SENDGRID_KEY[-4:]
+    lost = await client.get("/api/v1/email-settings", headers=other_tenant.headers)
+    assert lost.status_code == 200
+    assert lost.json()["effective"]["sendgrid_api_key_unreadable"] is True
+
+
 def test_cli_rotate_and_reseal(tmp_path: Path) -> None:
     runner = CliRunner()
     env = {
@@ -88,4 +147,40 @@ def test_cli_rotate_and_reseal(tmp_path: Path) -> None:
     assert len(list((tmp_path / "keys").glob(f"{KEY_PREFIX}*.bin"))) == 2
     resealed = runner.invoke(cli, ["reseal-secrets"], env=env)
     assert resealed.exit_code == 0, resealed.output
-    assert "examined 0 secrets" in resealed.output
+    assert "examined 0 subscriptions and 0 email settings, re-sealed 0 secrets" in " ".join(
+        resealed.output.split()
+    )
+
+
+def test_cli_reseal_covers_the_email_settings_sendgrid_keys(tmp_path: Path) -> None:
+    """A tenant's SendGrid key sealed before a rotation is re-sealed by the command (and
+    counted as email settings, not as subscriptions)."""
+    runner = CliRunner()
+    database = tmp_path / "cli.db"
+    env = {
+        "EC_KEY_DIR": str(tmp_path / "keys"),
+        "EC_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+    }
+    assert runner.invoke(cli, ["rotate-secret-key"], env=env).exit_code == 0
+    assert runner.invoke(cli, ["migrate"], env=env).exit_code == 0
+    old = SecretBox.from_key_dir(tmp_path / "keys")
+    sealed = old.seal("SG.cli-key-0123456789", associated_data="email-settings:shop")
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO email_settings (tenant, sendgrid_api_key_sealed, updated_at)"
+            " VALUES (?, ?, ?)",
+            ("shop", sealed, "2026-01-01 00:00:00.000000"),
+        )
+    assert runner.invoke(cli, ["rotate-secret-key"], env=env).exit_code == 0
+    resealed = runner.invoke(cli, ["reseal-secrets"], env=env)
+    assert resealed.exit_code == 0, resealed.output
+    assert "examined 0 subscriptions and 1 email settings, re-sealed 1 secrets" in " ".join(
+        resealed.output.split()
+    )
+    rotated = SecretBox.from_key_dir(tmp_path / "keys")
+    with sqlite3.connect(database) as conn:
+        [(now_sealed,)] = conn.execute("SELECT sendgrid_api_key_sealed FROM email_settings")
+    assert rotated.key_id_of(now_sealed) == rotated.current_kid != old.current_kid
+    assert (
+        rotated.open(now_sealed, associated_data="email-settings:shop") == "SG.cli-key-0123456789"
+    )

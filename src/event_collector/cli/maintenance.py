@@ -3,7 +3,8 @@ the keys of secrets at rest."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +19,10 @@ from event_collector.cli.common import (
 )
 from event_collector.kit.db import Database
 from event_collector.kit.errors import NotFound
+
+if TYPE_CHECKING:
+    from event_collector.kit.crypto import ResealProgress, SecretBox
+    from event_collector.kit.db import AnyConnection
 
 
 @app.command("rebuild-read-model")
@@ -78,37 +83,56 @@ def rotate_secret_key() -> None:
 
 @app.command("reseal-secrets")
 def reseal_secrets() -> None:
-    """Re-encrypt every stored subscription secret with the newest key (after a rotation)."""
+    """Re-encrypt every stored secret with the newest key (after a rotation): subscription
+    secrets and custom headers, and the tenants' SendGrid keys (email settings)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from event_collector.kit.crypto import SecretBox
-    from event_collector.subscriptions.service import reseal_batch
+    from event_collector.kit.crypto import ResealProgress, SecretBox
+    from event_collector.notifications import email_settings
+    from event_collector.subscriptions import service as subscriptions
 
     settings = cli_settings()
     box = SecretBox.from_key_dir(settings.key_dir)
+    batches: dict[str, Callable[[AnyConnection, SecretBox, Any], Awaitable[ResealProgress[Any]]]]
+    batches = {
+        "subscriptions": subscriptions.reseal_batch,
+        "email settings": email_settings.reseal_batch,
+    }
 
-    async def work(db: Database) -> tuple[int, int, int]:
-        after: tuple[str, str] | None = None
-        examined = resealed = unreadable = 0
+    async def work(db: Database) -> dict[str, ResealProgress[Any]]:
+        totals = {what: ResealProgress[Any](next_after=None) for what in batches}
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=err_console
         ) as bar:
             task = bar.add_task("re-sealing secrets")
-            while True:
-                async with db.write() as conn:
-                    progress = await reseal_batch(conn, box, after)
-                examined += progress.examined
-                resealed += progress.resealed
-                unreadable += progress.unreadable
-                bar.update(task, description=f"examined {examined}, re-sealed {resealed}")
-                if progress.next_after is None:
-                    return examined, resealed, unreadable
-                after = progress.next_after
+            for what, reseal_batch in batches.items():
+                total = totals[what]
+                after: Any = None
+                while True:
+                    async with db.write() as conn:
+                        progress = await reseal_batch(conn, box, after)
+                    total.examined += progress.examined
+                    total.resealed += progress.resealed
+                    total.unreadable += progress.unreadable
+                    bar.update(
+                        task,
+                        description=f"{what}: examined {total.examined}, "
+                        f"re-sealed {total.resealed}",
+                    )
+                    if progress.next_after is None:
+                        break
+                    after = progress.next_after
+        return totals
 
-    examined, resealed, unreadable = run_with_database(settings, work)
+    totals = run_with_database(settings, work)
+    resealed = sum(total.resealed for total in totals.values())
+    unreadable = sum(total.unreadable for total in totals.values())
+    examined = " and ".join(f"{total.examined} {what}" for what, total in totals.items())
+    # Rows are examined (a subscription holds up to two secrets: its secret and its headers);
+    # secrets are what is re-sealed or unreadable.
     console.print(
-        f"examined {examined} secrets, re-sealed {resealed} with key {box.current_kid}"
-        + (f", [red]{unreadable} could not be opened[/]" if unreadable else "")
+        f"examined {examined}, re-sealed {resealed} secrets with key {box.current_kid}"
+        + (f", [red]{unreadable} secrets could not be opened[/]" if unreadable else "")
     )
     if unreadable:
         raise typer.Exit(1)

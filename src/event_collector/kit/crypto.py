@@ -14,7 +14,9 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +29,20 @@ _VERSION = "v1"
 
 class SecretDecryptionError(Exception):
     """A sealed secret could not be opened (unknown key id, or tampered data)."""
+
+
+Position = TypeVar("Position")
+
+
+@dataclass(slots=True)
+class ResealProgress(Generic[Position]):
+    """One batch of re-sealing after a key rotation (subscriptions, email settings): where to
+    continue (None once done), the rows examined and the secrets re-sealed or unreadable."""
+
+    next_after: Position | None
+    examined: int = 0
+    resealed: int = 0
+    unreadable: int = 0
 
 
 def mask(secret: str | None) -> str | None:
@@ -108,6 +124,15 @@ class SecretBox:
             return cipher.decrypt(raw[:12], raw[12:], associated_data.encode()).decode()
         except InvalidTag:
             raise SecretDecryptionError("the secret does not match its key (tampered?)") from None
+
+    def resealed(self, token: str, *, associated_data: str = "") -> str | None:
+        """``token`` sealed again with the newest key; None when the newest key sealed it.
+        Raises SecretDecryptionError when no key opens it."""
+        if self.key_id_of(token) == self._current:
+            return None
+        return self.seal(
+            self.open(token, associated_data=associated_data), associated_data=associated_data
+        )
 
     def key_id_of(self, token: str) -> str:
         return token.split(".", 2)[1]

@@ -20,9 +20,13 @@ from event_collector.kit.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from event_collector.kit.throttled_log import ThrottledLog
 from event_collector.kit.validation import readable_problems
 
 logger = logging.getLogger(__name__)
+
+# During a database outage every request fails alike: a warning a second, not a line each.
+_unavailable_log = ThrottledLog(logger, "request failed: %s %s: %s")
 
 _HTTP_ERROR_NAMES = {
     400: "BadRequest",
@@ -79,10 +83,18 @@ def error_body(exc: EventCollectorError) -> dict[str, Any]:
     return body
 
 
+def log_server_error(method: str, path: str, exc: EventCollectorError) -> None:
+    """Log an error answered 5xx: at ERROR, but a database outage (which the operator sees on
+    /readyz and in the workers' own warnings) at WARNING and throttled."""
+    if isinstance(exc, DatabaseUnavailable):
+        _unavailable_log.record(method, path, exc.detail)
+    elif exc.status_code >= 500:
+        logger.error("request failed: %s %s: %s", method, path, exc.detail)
+
+
 async def handle_app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EventCollectorError)
-    if exc.status_code >= 500:
-        logger.error("request failed: %s %s: %s", request.method, request.url.path, exc.detail)
+    log_server_error(request.method, request.url.path, exc)
     return json_response(error_body(exc), exc.status_code, exc.headers)
 
 

@@ -26,7 +26,13 @@ from event_collector.kit.errors import (
     EventCollectorError,
     UnsupportedMediaType,
 )
-from event_collector.kit.http import INTERNAL_ERROR_BODY, as_service_error, dumps, error_body
+from event_collector.kit.http import (
+    INTERNAL_ERROR_BODY,
+    as_service_error,
+    dumps,
+    error_body,
+    log_server_error,
+)
 from event_collector.kit.logging import request_id_var
 from event_collector.kit.middleware import (
     ClientDisconnected,
@@ -165,6 +171,5 @@ class EventCollectorApp(FastAPI):
             if known is None:
                 logger.exception("unhandled error on %s %s", scope["method"], route.path)
                 return RawResponse(INTERNAL_ERROR_BODY, 500)
-            if known.status_code >= 500:
-                logger.error("request failed: %s %s: %s", scope["method"], route.path, known.detail)
+            log_server_error(scope["method"], route.path, known)
             return RawResponse(dumps(error_body(known)), known.status_code, known.headers)

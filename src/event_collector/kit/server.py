@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -30,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from event_collector.kit.errors import ConfigurationError
 from event_collector.kit.http import dumps
 from event_collector.kit.metrics import http_connections_cut
+from event_collector.kit.throttled_log import ThrottledLog
 
 logger = logging.getLogger(__name__)
 
@@ -48,24 +48,17 @@ def _response(template: bytes, error: str, detail: str) -> bytes:
     return template % (len(body), body)
 
 
-class _ThrottledLog:
+class _ThrottledLog(ThrottledLog):
     """Counts a kind of cut connection (``ec_http_connections_cut_total``) and logs it: one
     warning a second at most, counting what it did not print."""
 
     def __init__(self, reason: str, message: str) -> None:
+        super().__init__(logger, message)
         self.counter = http_connections_cut.labels(reason)
-        self.message = message
-        self.last = 0.0
-        self.unlogged = 0
 
     def record(self, *args: Any) -> None:
         self.counter.inc()
-        self.unlogged += 1
-        now = time.monotonic()
-        if now - self.last >= 1.0:
-            logger.warning(self.message + " (%d in the last interval)", *args, self.unlogged)
-            self.last = now
-            self.unlogged = 0
+        super().record(*args)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):

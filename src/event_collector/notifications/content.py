@@ -25,10 +25,10 @@ from jinja2 import (
 )
 from sqlalchemy.engine import RowMapping
 
+from event_collector.kit.money import format_amount
 from event_collector.notifications.rules import PRICE_DROP
 
 DEFAULT_UTM_SOURCE = "event-collector"
-_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,10 @@ def with_utm(link: str | None, campaign: Campaign) -> str | None:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def money(value: Any) -> str | None:
-    if value is None:
-        return None
-    return str(Decimal(str(value)).quantize(_CENT))
+def money(value: Any, currency: str | None) -> str | None:
+    """An amount as the read API shows it (kit.money): the currency's minor units, so 500 JPY
+    is "500" and 5 EUR "5.00". ``str`` first: an SQLite expression may yield a float."""
+    return format_amount(None if value is None else Decimal(str(value)), currency)
 
 
 @dataclass
@@ -124,7 +124,7 @@ def item_data(row: RowMapping, campaign: Campaign) -> dict[str, Any]:
     saving = saving_percent = None
     if old_price is not None and new_price is not None:
         saving_amount = Decimal(str(old_price)) - Decimal(str(new_price))
-        saving = money(saving_amount)
+        saving = money(saving_amount, row["currency"])
         if Decimal(str(old_price)):
             saving_percent = int(
                 (saving_amount * 100 / Decimal(str(old_price))).to_integral_value()
@@ -139,10 +139,10 @@ def item_data(row: RowMapping, campaign: Campaign) -> dict[str, Any]:
         "link": with_utm(row["link"], campaign),
         "image": row["image_link"],
         "currency": row["currency"],
-        "price": money(row["price"]),
-        "sale_price": money(row["sale_price"]),
-        "new_price": money(new_price),
-        "old_price": money(old_price),
+        "price": money(row["price"], row["currency"]),
+        "sale_price": money(row["sale_price"], row["currency"]),
+        "new_price": money(new_price, row["currency"]),
+        "old_price": money(old_price, row["currency"]),
         "saving": saving,
         "saving_percent": saving_percent,
         "stock": row["available_stock"],

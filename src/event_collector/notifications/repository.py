@@ -197,3 +197,25 @@ class NotificationRepository:
                 set_={k: statement.excluded[k] for k in values},
             )
         )
+
+    async def sealed_email_settings_after(self, after: str | None, limit: int) -> list[Any]:
+        """Every tenant's sealed SendGrid key, in tenant order: for re-sealing after a key
+        rotation (an operator task across tenants)."""
+        e = email_settings_table
+        statement = select(e.c.tenant, e.c.sendgrid_api_key_sealed).where(
+            e.c.sendgrid_api_key_sealed.is_not(None)
+        )
+        if after is not None:
+            statement = statement.where(e.c.tenant > after)
+        result = await self.conn.execute(statement.order_by(e.c.tenant).limit(limit))
+        return list(result.all())
+
+    async def replace_sealed_key(self, tenant: str, old: str, new: str) -> bool:
+        """Swap the sealed SendGrid key unless a concurrent PUT changed it meanwhile."""
+        e = email_settings_table
+        result = await self.conn.execute(
+            update(e)
+            .where(e.c.tenant == tenant, e.c.sendgrid_api_key_sealed == old)
+            .values(sendgrid_api_key_sealed=new)
+        )
+        return bool(result.rowcount)

@@ -67,6 +67,10 @@ class EffectiveEmailSettings(BaseModel):
     provider: str
     sender_email: str
     sendgrid_api_key_set: bool
+    sendgrid_api_key_unreadable: bool = Field(
+        description="A key is stored but cannot be opened (the secret key that sealed it was "
+        "removed): each SendGrid send fails until a new key is PUT"
+    )
 
 
 class EmailSettingsOut(BaseModel):

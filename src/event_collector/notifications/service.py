@@ -113,7 +113,12 @@ async def execute_run(deps: NotifyDeps, request: RunRequest) -> RunOutcome:
     async with deps.db.read(bulk=True) as conn:
         sender = await resolve_sender(conn, deps.settings, deps.secrets, request.tenant)
     email_channel = sender.provider if output in ("email", "both") else None
-    if email_channel == "sendgrid" and not sender.sendgrid_api_key and not request.dry_run:
+    if (
+        email_channel == "sendgrid"
+        and not sender.sendgrid_api_key
+        and not sender.sendgrid_api_key_error  # a stored key that cannot be opened: fails per send
+        and not request.dry_run
+    ):
         raise BadRequest(
             "the email provider is SendGrid but no API key is set "
             "(PUT /api/v1/email-settings, or EC_SENDGRID_API_KEY)"

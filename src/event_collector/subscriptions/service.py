@@ -26,7 +26,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.kit.awsallow import ServerCredentialsPolicy
-from event_collector.kit.crypto import SecretBox, SecretDecryptionError, is_masked, mask
+from event_collector.kit.crypto import (
+    ResealProgress,
+    SecretBox,
+    SecretDecryptionError,
+    is_masked,
+    mask,
+)
 from event_collector.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from event_collector.kit.netpolicy import url_refusal
 from event_collector.kit.settings import Settings
@@ -460,19 +466,9 @@ def to_api(
     }
 
 
-@dataclass(slots=True)
-class ResealProgress:
-    """One batch of :func:`reseal_batch`: where to continue, and what happened."""
-
-    next_after: tuple[str, str] | None
-    examined: int = 0
-    resealed: int = 0
-    unreadable: int = 0
-
-
 async def reseal_batch(
     conn: AsyncConnection, box: SecretBox, after: tuple[str, str] | None, limit: int = 200
-) -> ResealProgress:
+) -> ResealProgress[tuple[str, str]]:
     """Re-seal, with the newest key, the secrets sealed with an older one (after a rotation).
 
     Secrets no key can open are counted and left as they are. Returns ``next_after=None`` once
@@ -480,27 +476,28 @@ async def reseal_batch(
     """
     repository = SubscriptionRepository.from_connection(conn)
     rows = await repository.sealed_secrets_after(after, limit)
-    progress = ResealProgress(next_after=(rows[-1].tenant, rows[-1].id) if rows else None)
-    progress.examined = len(rows)
+    progress = ResealProgress[tuple[str, str]](
+        next_after=(rows[-1].tenant, rows[-1].id) if len(rows) == limit else None,
+        examined=len(rows),
+    )
     for row in rows:
         for column, associated_data in (
             ("secret_sealed", secret_associated_data(row.tenant, row.id)),
             ("headers_sealed", headers_associated_data(row.tenant, row.id)),
         ):
             sealed = getattr(row, column)
-            if not sealed or box.key_id_of(sealed) == box.current_kid:
+            if not sealed:
                 continue
             try:
-                plaintext = box.open(sealed, associated_data=associated_data)
+                resealed = box.resealed(sealed, associated_data=associated_data)
             except SecretDecryptionError:
                 progress.unreadable += 1
                 logger.warning(
                     "cannot open the %s of subscription %s of %s", column, row.id, row.tenant
                 )
                 continue
-            resealed = box.seal(plaintext, associated_data=associated_data)
-            if await repository.replace_sealed(row.tenant, row.id, column, sealed, resealed):
+            if resealed is not None and await repository.replace_sealed(
+                row.tenant, row.id, column, sealed, resealed
+            ):
                 progress.resealed += 1
-    if len(rows) < limit:
-        progress.next_after = None
     return progress

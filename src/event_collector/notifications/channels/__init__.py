@@ -22,6 +22,9 @@ class Sender:
     reply_to_email: str | None = None
     reply_to_name: str | None = None
     sendgrid_api_key: str | None = field(default=None, repr=False)
+    # Why there is no usable key although the tenant stored one (it cannot be opened): each
+    # send fails with this message rather than the run failing as a whole.
+    sendgrid_api_key_error: str | None = None
 
 
 @dataclass(frozen=True)

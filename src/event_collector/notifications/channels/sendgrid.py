@@ -60,7 +60,7 @@ class SendGridChannel:
         backoff_seconds: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not sender.sendgrid_api_key:
+        if not sender.sendgrid_api_key and not sender.sendgrid_api_key_error:
             raise ValueError("SendGrid needs an API key (email settings or EC_SENDGRID_API_KEY)")
         self._sender = sender
         self._client = client
@@ -121,6 +121,14 @@ class SendGridChannel:
         return response, error
 
     async def send(self, emails: Sequence[OutgoingEmail]) -> AsyncIterator[list[SendOutcome]]:
+        unusable_key = self._sender.sendgrid_api_key_error
+        if unusable_key:
+            # Nothing went to SendGrid: the items may be notified again once the key is set.
+            yield [
+                SendOutcome(e.notification_id, False, error=unusable_key, certainly_unsent=True)
+                for e in emails
+            ]
+            return
         if any(not e.template_id for e in emails):
             # Rendered content differs per customer: one request per email.
             batches = [[e] for e in emails]
