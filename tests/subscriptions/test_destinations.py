@@ -14,11 +14,8 @@ from pydantic import ValidationError
 from event_collector.kit.crypto import is_masked, mask
 from event_collector.kit.errors import ValidationFailed
 from event_collector.kit.netpolicy import address_refusal, literal_ip, url_refusal
-from event_collector.subscriptions.schemas import (
-    DestinationIn,
-    check_webhook_secret,
-    normalize_destination,
-)
+from event_collector.subscriptions.destinations import check_webhook_secret, normalize_destination
+from event_collector.subscriptions.schemas import DestinationIn
 from event_collector.subscriptions.service import generate_webhook_secret
 
 regions = st.sampled_from(

@@ -33,7 +33,7 @@ from event_collector.delivery.messages import OutgoingMessage
 from event_collector.delivery.webhook_http import Target, WebhookClient
 from event_collector.kit.netpolicy import address_refusal, is_allow_listed, literal_ip
 from event_collector.kit.settings import Settings
-from event_collector.subscriptions.schemas import RESERVED_HEADERS
+from event_collector.subscriptions.destinations import RESERVED_HEADERS
 
 logger = logging.getLogger(__name__)
 

@@ -37,16 +37,14 @@ from event_collector.kit.errors import BadRequest, Conflict, NotFound, Validatio
 from event_collector.kit.netpolicy import url_refusal
 from event_collector.kit.settings import Settings
 from event_collector.kit.timefmt import isoformat_z
-from event_collector.subscriptions.repository import SubscriptionRepository
-from event_collector.subscriptions.schemas import (
+from event_collector.subscriptions.destinations import (
     WEBHOOK_SECRET_PREFIX,
     Destination,
-    DestinationIn,
-    SubscriptionIn,
-    SubscriptionUpdate,
     is_sensitive_header,
     normalize_destination,
 )
+from event_collector.subscriptions.repository import SubscriptionRepository
+from event_collector.subscriptions.schemas import DestinationIn, SubscriptionIn, SubscriptionUpdate
 
 logger = logging.getLogger(__name__)
 
