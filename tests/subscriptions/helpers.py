@@ -5,6 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
+from sqlalchemy import select
+
+from event_collector.models import subscription_table
+from event_collector.runtime import Runtime
+from event_collector.subscriptions.service import secret_associated_data
+from tests.conftest import TenantFixture
+
 URL = "/api/v1/event-subscription"
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 TOPIC_ARN = "arn:aws:sns:us-east-2:123456789012:customers"
@@ -51,3 +59,47 @@ def subscription_body(
         body["id"] = subscription_id
     body.update(fields)
     return body
+
+
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+MASK = "********"
+
+
+async def create(
+    client: httpx.AsyncClient, tenant: TenantFixture, body: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post(URL, json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def stored_row(context: Runtime, tenant: str, subscription_id: str) -> dict[str, Any]:
+    async with context.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(subscription_table).where(
+                    subscription_table.c.tenant == tenant,
+                    subscription_table.c.id == subscription_id,
+                )
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def stored_secret(context: Runtime, tenant: str, subscription_id: str) -> str | None:
+    row = await stored_row(context, tenant, subscription_id)
+    if row["secret_sealed"] is None:
+        return None
+    return context.secrets.open(
+        row["secret_sealed"], associated_data=secret_associated_data(tenant, subscription_id)
+    )
+
+
+def assert_bad_request(response: httpx.Response, *fragments: str) -> None:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] in ("BadRequest", "ValidationFailed"), body
+    text = " ".join([body["detail"], *(e["msg"] for e in body.get("errors", []))])
+    for fragment in fragments:
+        assert fragment in text, (fragment, body)
