@@ -3,30 +3,18 @@ fix, exit code 1 (2 for a bad setting), no traceback unless asked for with --deb
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.operator.helpers import run_cli
 from tests.test_serve import _free_port
 
 
 def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
-    environment.update(env)
-    environment.setdefault("EC_KEY_DIR", str(cwd / "keys"))
-    environment["COLUMNS"] = "80"  # the message must not wrap even on a narrow terminal
-    return subprocess.run(
-        [sys.executable, "-m", "event_collector", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(cwd, *args, **{"EC_KEY_DIR": str(cwd / "keys"), **env})
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], exit_code: int = 1) -> str:
