@@ -7,17 +7,25 @@
   fails instead.
 * Tests isolate themselves by tenant: each gets a new tenant (``tenant`` fixture), so one
   migrated database serves the whole session, as one database serves many tenants in production.
+* A dispatcher serves every tenant, so the subscriptions of the tenants a test made in the shared
+  database are made inactive when the test ends (``_retire_tenants``): a later module's
+  dispatcher must not send an earlier test's leftover deliveries (to loopback receivers long
+  gone, or to hosts like ``hooks.example.com`` that mean a real DNS lookup).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +34,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from event_collector.app import create_app
 from event_collector.auth import service as auth_service
 from event_collector.kit.settings import Settings
+from event_collector.models import subscription_table
 from event_collector.runtime import Runtime
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -37,6 +49,9 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REQUIRE_POSTGRES = os.environ.get("EC_TEST_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", "postgres"]
+# The session's shared databases, and the (database URL, tenant) pairs make_tenant created.
+_SHARED_URLS: set[str] = set()
+_MADE_TENANTS: list[tuple[str, str]] = []
 
 
 def pytest_report_header() -> str:
@@ -79,12 +94,40 @@ async def database_url(
     backend: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     if backend == "sqlite":
-        path = tmp_path_factory.mktemp("sqlite") / "event-collector.db"
-        yield f"sqlite+aiosqlite:///{path}"
+        shared = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'event-collector.db'}"
+        _SHARED_URLS.add(shared)
+        yield shared
         return
     url = await _create_postgres_database()
-    yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    shared = url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    _SHARED_URLS.add(shared)
+    yield shared
     await _drop_postgres_database(url)
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _retire_tenants() -> AsyncIterator[None]:
+    """Make the subscriptions of the tenants this test made in a shared database inactive when
+    it ends, so that no later dispatcher sends their deliveries (see the module docstring).
+
+    Only tenants made after this fixture (function-scoped fixtures and the test body: autouse
+    fixtures come first in their scope); those of wider-scoped fixtures outlive the test. Through
+    an engine of its own: the app that made a tenant may have stopped by now."""
+    start = len(_MADE_TENANTS)
+    yield
+    made = _MADE_TENANTS[start:]
+    del _MADE_TENANTS[start:]
+    for url in {url for url, _ in made if url in _SHARED_URLS}:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    update(subscription_table)
+                    .where(subscription_table.c.tenant.in_([t for u, t in made if u == url]))
+                    .values(active=False)
+                )
+        finally:
+            await engine.dispose()
 
 
 @pytest_asyncio.fixture
@@ -175,6 +218,7 @@ async def make_tenant(
         },
     )
     assert response.status_code == 200, response.text
+    _MADE_TENANTS.append((context.settings.database_url, name))
     return TenantFixture(
         name, issued.client_id, issued.client_secret, response.json()["access_token"]
     )
@@ -191,12 +235,34 @@ async def other_tenant(context: Runtime, client: httpx.AsyncClient) -> TenantFix
 
 
 async def wait_until(
-    condition: Callable[[], bool], what: str, within: float = 10.0, interval: float = 0.01
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    within: float = 10.0,
+    interval: float = 0.01,
 ) -> None:
-    """Wait for ``condition()`` to hold (instead of sleeping for a guessed time); fail with
-    ``what`` when it does not within ``within`` seconds."""
+    """Wait for ``condition()`` (a function or a coroutine function) to hold, instead of
+    sleeping for a guessed time; fail with ``what`` when it does not within ``within`` seconds."""
     deadline = time.monotonic() + within
-    while not condition():
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting until {what}")
         await asyncio.sleep(interval)
+
+
+@contextmanager
+def loopback_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """An HTTP server on a free loopback port answering with ``handler`` (a thread per request)
+    while the block runs; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,10 +8,9 @@ driven by Playwright; it is never downloaded. Without it the browser tests are s
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import uvicorn
 
 from event_collector.app import create_app
 from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture, make_settings, make_tenant, wait_until
+from tests.conftest import TenantFixture, loopback_http, make_settings, make_tenant, wait_until
 from tests.delivery.conftest import DELIVERY_OVERRIDES
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -77,14 +76,9 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state = Receiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with loopback_http(Handler) as base_url:
+        state = Receiver(base_url=base_url)
+        yield state
 
 
 @dataclass

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 
 from event_collector.app import create_app
 from event_collector.kit.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import loopback_http, make_settings
 
 
 @pytest.fixture(scope="session")
@@ -103,15 +103,10 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    receiver = WebhookReceiver(base_url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield receiver
-    receiver.release.set()
-    server.shutdown()
-    server.server_close()
+    with loopback_http(Handler) as base_url:
+        receiver = WebhookReceiver(base_url=base_url)
+        yield receiver
+        receiver.release.set()  # let held /slow requests finish before the server stops
 
 
 DELIVERY_OVERRIDES: dict[str, Any] = {

@@ -3,11 +3,10 @@ loopback ones the API refuses), events posted through the API, deliveries looked
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from event_collector.models import delivery_attempt_table, delivery_table
 from event_collector.models import subscription_table as s
 from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import seal_headers, secret_associated_data
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, wait_until
 from tests.factories import event_body
 
 
@@ -128,18 +127,6 @@ async def attempts(context: Runtime, delivery_id: str) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in rows]
 
 
-async def wait_for(
-    check: Callable[[], Awaitable[bool]], within: float = 20.0, what: str = "condition"
-) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        if await check():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def wait_status(
     context: Runtime, ids: Sequence[str], status: str, within: float = 20.0
 ) -> dict[str, dict[str, Any]]:
@@ -151,7 +138,7 @@ async def wait_status(
         return len(result) == len(ids) and all(r["status"] == status for r in result.values())
 
     try:
-        await wait_for(done, within, f"{len(ids)} deliveries to be {status}")
+        await wait_until(done, f"{len(ids)} deliveries to be {status}", within=within)
     except AssertionError:
         states = {k: (v["status"], v["attempts"], v["last_error"]) for k, v in result.items()}
         raise AssertionError(f"not all {status}: {states}") from None

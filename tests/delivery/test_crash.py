@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,7 @@ from sqlalchemy import select
 from event_collector.app import create_app
 from event_collector.models import delivery_table
 from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture, make_settings, make_tenant
-from tests.delivery.helpers import wait_for
+from tests.conftest import TenantFixture, make_settings, make_tenant, wait_until
 from tests.factories import event_body
 
 
@@ -111,13 +110,6 @@ def _start_worker(context: Runtime) -> subprocess.Popen[bytes]:
     )
 
 
-def _true(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
-    async def checked() -> bool:
-        return check()
-
-    return checked
-
-
 async def _statuses(context: Runtime) -> Counter[str]:
     async with context.db.read() as conn:
         rows = await conn.execute(select(delivery_table.c.status))
@@ -147,7 +139,7 @@ async def test_killed_worker_loses_nothing(
 
     doomed = _start_worker(context)
     try:
-        await wait_for(_true(lambda: receiver.count() == 6), 30, "the first worker to send six")
+        await wait_until(lambda: receiver.count() == 6, "the first worker to send six", within=30)
         doomed.send_signal(signal.SIGKILL)  # mid-send: nothing recorded, leases held
         doomed.wait(10)
     finally:
@@ -162,7 +154,7 @@ async def test_killed_worker_loses_nothing(
         async def all_delivered() -> bool:
             return await _statuses(context) == {"delivered": 6}
 
-        await wait_for(all_delivered, 30, "every delivery to be delivered")
+        await wait_until(all_delivered, "every delivery to be delivered", within=30)
     finally:
         survivor.send_signal(signal.SIGTERM)
         survivor.wait(15)

@@ -10,14 +10,13 @@ from sqlalchemy import select
 
 from event_collector.models import subscription_table
 from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, wait_until
 from tests.delivery.conftest import WebhookReceiver
 from tests.delivery.helpers import (
     create_subscription,
     deliveries,
     post_events,
     route,
-    wait_for,
     wait_status,
 )
 
@@ -101,7 +100,7 @@ async def test_breaker_releases_work_and_a_failing_subscription_is_deactivated(
         return not row.active
 
     # EC_DELIVERY_DEACTIVATE_AFTER is 3 s in these tests.
-    await wait_for(deactivated, within=20, what="auto-deactivation")
+    await wait_until(deactivated, "auto-deactivation", within=20)
     async with context.db.read() as conn:
         row = (
             await conn.execute(
@@ -187,7 +186,7 @@ async def test_subscription_deleted_while_sending_is_harmless(
         with webhook_receiver.lock:
             return f"/slow/{tag}" in webhook_receiver.held
 
-    await wait_for(held, within=10, what="the receiver to hold the request")
+    await wait_until(held, "the receiver to hold the request", within=10)
     async with context.db.write() as conn:
         await conn.execute(
             delete(subscription_table).where(
@@ -195,8 +194,8 @@ async def test_subscription_deleted_while_sending_is_harmless(
             )
         )
     webhook_receiver.release.set()
-    await wait_for(
-        lambda: _received(webhook_receiver, f"/slow/{tag}"), within=10, what="the slow request"
+    await wait_until(
+        lambda: _received(webhook_receiver, f"/slow/{tag}"), "the slow request", within=10
     )
     dispatcher = context.dispatcher
     assert dispatcher is not None
@@ -204,7 +203,7 @@ async def test_subscription_deleted_while_sending_is_harmless(
     async def outcome_handled() -> bool:
         return not set(made.values()) & dispatcher._in_flight
 
-    await wait_for(outcome_handled, within=10, what="the outcome of the deleted delivery")
+    await wait_until(outcome_handled, "the outcome of the deleted delivery", within=10)
     assert await deliveries(context, list(made.values())) == {}
     assert "recording" not in caplog.text
 

@@ -25,9 +25,9 @@ from event_collector.models import (
     tenant_table,
 )
 from event_collector.models import delivery_table as delivery_now
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_until
 from tests.delivery.conftest import DELIVERY_OVERRIDES, WebhookReceiver
-from tests.delivery.helpers import wait_for, wait_status
+from tests.delivery.helpers import wait_status
 from tests.factories import event_body
 
 # The delivery table as revision 0003 left it.
@@ -200,7 +200,7 @@ async def test_deliveries_in_every_state_carry_their_message_after_0004(
                 ids.values()
             )
 
-        await wait_for(all_received, what="every migrated delivery at the webhook")
+        await wait_until(all_received, "every migrated delivery at the webhook", within=20)
     received = {r.headers["webhook-id"]: r.body.decode() for r in webhook_receiver.for_path(path)}
     for delivery_id, row in rows.items():
         assert received[delivery_id] == row.body

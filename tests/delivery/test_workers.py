@@ -24,14 +24,13 @@ from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import delivery_attempt_table
 from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, wait_until
 from tests.delivery.conftest import WebhookReceiver
 from tests.delivery.helpers import (
     attempts,
     create_subscription,
     post_events,
     route,
-    wait_for,
     wait_status,
 )
 
@@ -149,7 +148,7 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
         async def listening() -> bool:
             return worker.waker.listening.is_set()
 
-        await wait_for(listening, within=10, what="the LISTEN connection")
+        await wait_until(listening, "the LISTEN connection", within=10)
         assert worker.notifications == 0
         # Routing NOTIFYs in the event's transaction when it made delivery rows, only then.
         await create_subscription(
@@ -163,7 +162,7 @@ async def test_listen_wakes_a_dispatcher_in_another_process(
         async def notified() -> bool:
             return worker.notifications >= 1
 
-        await wait_for(notified, within=5, what="a NOTIFY")
+        await wait_until(notified, "a NOTIFY", within=5)
     finally:
         await worker.stop()
         await db.dispose()

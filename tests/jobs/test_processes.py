@@ -29,8 +29,7 @@ from sqlalchemy import select
 from event_collector.app import create_app
 from event_collector.models import job_run_table
 from event_collector.runtime import Runtime
-from tests.conftest import TenantFixture, make_settings, make_tenant
-from tests.delivery.helpers import wait_for
+from tests.conftest import TenantFixture, make_settings, make_tenant, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = 6
@@ -151,13 +150,13 @@ async def test_three_schedulers_run_every_occurrence_exactly_once(
         async def first_runs() -> bool:
             return {run["job_id"] for run in await _runs(context)} == set(job_ids)
 
-        await wait_for(first_runs, 40, "each new job's first run (picked up at once)")
+        await wait_until(first_runs, "each new job's first run (picked up at once)", within=40)
 
         async def three_each() -> bool:
             done = Counter(r["job_id"] for r in await _runs(context) if r["status"] == "succeeded")
             return all(done[job_id] >= 3 for job_id in job_ids)
 
-        await wait_for(three_each, 120, "three finished runs of each job")
+        await wait_until(three_each, "three finished runs of each job", within=120)
     finally:
         schedulers.stop()
 
@@ -205,7 +204,7 @@ async def test_sigkill_of_the_process_holding_a_run_is_taken_over_and_finishes_o
         async def held() -> bool:
             return len(schedulers.lines("started.log")) == 1
 
-        await wait_for(held, 20, "a scheduler to start the run")
+        await wait_until(held, "a scheduler to start the run", within=20)
         ((_, holder_pid),) = schedulers.lines("started.log")
         doomed = next(p for p in schedulers.processes if str(p.pid) == holder_pid)
         doomed.send_signal(signal.SIGKILL)
@@ -217,14 +216,14 @@ async def test_sigkill_of_the_process_holding_a_run_is_taken_over_and_finishes_o
         async def taken_over() -> bool:
             return len(schedulers.lines("started.log")) == 2
 
-        await wait_for(taken_over, 20, "the survivor to take the run over after the lease")
+        await wait_until(taken_over, "the survivor to take the run over after the lease", within=20)
         (processes_dir / "release").touch()
 
         async def finished() -> bool:
             (row,) = await _runs(context)
             return bool(row["status"] == "succeeded")
 
-        await wait_for(finished, 20, "the run to finish")
+        await wait_until(finished, "the run to finish", within=20)
     finally:
         (processes_dir / "release").touch()
         schedulers.stop()

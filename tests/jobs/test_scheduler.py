@@ -28,8 +28,7 @@ from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
 from event_collector.models import job_run_table, job_table
 from event_collector.runtime import Runtime
-from tests.conftest import make_settings, make_tenant
-from tests.delivery.helpers import wait_for
+from tests.conftest import make_settings, make_tenant, wait_until
 
 TENANT = "acme"
 
@@ -301,7 +300,7 @@ async def test_a_dead_owners_run_is_taken_over_after_its_lease_and_finishes_once
             (row,) = await _runs(db, job["id"])
             return bool(row["status"] == "succeeded")
 
-        await wait_for(finished, 15, "the run to be taken over and finish")
+        await wait_until(finished, "the run to be taken over and finish", within=15)
     finally:
         await scheduler.stop()
     (row,) = await _runs(db, job["id"])
@@ -353,13 +352,13 @@ async def test_a_changed_schedule_wakes_the_scheduler_at_once(job_settings: Sett
                 async def woke() -> bool:
                     return scheduler.rounds > rounds
 
-                await wait_for(woke, 5, "the scheduler to be woken by the update")
+                await wait_until(woke, "the scheduler to be woken by the update", within=5)
                 if not context.db.is_sqlite:
 
                     async def notified() -> bool:
                         return scheduler.waker.notifications > notifications
 
-                    await wait_for(notified, 5, "the NOTIFY of the update's transaction")
+                    await wait_until(notified, "the NOTIFY of the update's transaction", within=5)
                 clock.set(next_run)
                 scheduler.wake()
 
@@ -368,7 +367,7 @@ async def test_a_changed_schedule_wakes_the_scheduler_at_once(job_settings: Sett
                     items = runs.json()["items"]
                     return bool(items) and items[0]["status"] == "succeeded"
 
-                await wait_for(ran, 5, "the new schedule's first run")
+                await wait_until(ran, "the new schedule's first run", within=5)
                 runs = (
                     await client.get(f"/api/v1/jobs/{job_id}/runs", headers=tenant.headers)
                 ).json()["items"]
@@ -399,12 +398,12 @@ async def test_leases_are_renewed_while_a_run_lasts(db: Database, job_settings: 
             runs = await _runs(db, job["id"])
             return runs[0]["status"] == "running"
 
-        await wait_for(running, 10, "the run to start")
+        await wait_until(running, "the run to start", within=10)
 
         async def renewed_twice() -> bool:
             return holder._keeper.renewals >= 3
 
-        await wait_for(renewed_twice, 10, "the lease to be renewed past its first expiry")
+        await wait_until(renewed_twice, "the lease to be renewed past its first expiry", within=10)
         await rival.run_once()
         assert rival._running == {}
         release.set()
@@ -471,7 +470,7 @@ async def test_the_scheduler_inside_serve_executes_a_requested_run(job_settings:
                 return bool(run.json()["status"] == "succeeded")
 
             # Woken by the request: well before its idle poll (60 s).
-            await wait_for(succeeded, 10, "the requested run to be executed")
+            await wait_until(succeeded, "the requested run to be executed", within=10)
             run = (await client.get(run_url, headers=tenant.headers)).json()
             assert run["trigger"] == "manual"
             assert run["started_at"] is not None

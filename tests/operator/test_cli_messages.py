@@ -3,30 +3,18 @@ fix, exit code 1 (2 for a bad setting), no traceback unless asked for with --deb
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.operator.helpers import run_cli
 from tests.test_serve import _free_port
 
 
 def _run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
-    environment.update(env)
-    environment.setdefault("EC_KEY_DIR", str(cwd / "keys"))
-    environment["COLUMNS"] = "80"  # the message must not wrap even on a narrow terminal
-    return subprocess.run(
-        [sys.executable, "-m", "event_collector", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(cwd, *args, **{"EC_KEY_DIR": str(cwd / "keys"), **env})
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], exit_code: int = 1) -> str:
@@ -38,7 +26,11 @@ def _one_line_error(result: subprocess.CompletedProcess[str], exit_code: int = 1
     return errors[0]
 
 
-@pytest.mark.parametrize("command", [["serve"], ["worker"], ["tenant", "list"], ["migrate"]])
+# Every long-running command (serve, worker, scheduler, jobs run) and the operator commands.
+LONG_RUNNING = [["serve"], ["worker"], ["scheduler"], ["jobs", "run", "t-x", "job-x"]]
+
+
+@pytest.mark.parametrize("command", [*LONG_RUNNING, ["tenant", "list"], ["migrate"]])
 def test_unreachable_database_is_one_line(command: list[str], tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     result = _run(
@@ -69,7 +61,7 @@ async def test_serve_on_a_database_never_migrated_says_run_migrate(
     # A real empty database of the session's backend (PostgreSQL: a new database; SQLite: a new
     # file), with auto-migration off as on PostgreSQL by default.
     url = empty_database_url.replace("+asyncpg", "").replace("+aiosqlite", "")
-    for command in (["serve"], ["worker"]):
+    for command in LONG_RUNNING:
         result = _run(*command, cwd=tmp_path, EC_DATABASE_URL=url, EC_AUTO_MIGRATE="false")
         line = _one_line_error(result)
         assert "never migrated" in line
@@ -137,3 +129,18 @@ def test_version(tmp_path: Path) -> None:
     result = _run("--version", cwd=tmp_path)
     assert result.returncode == 0
     assert result.stdout.strip() == "event-collector 0.1.0"
+
+
+def test_a_database_not_answering_is_named_not_the_apis_sentence(tmp_path: Path) -> None:
+    # What the database layer raises when it cannot get an answer, with no driver error behind
+    # it: the operator still gets the database and the setting, not "retry shortly".
+    from event_collector.kit.errors import DatabaseUnavailable
+    from event_collector.ops.diagnose import explain
+    from tests.conftest import make_settings
+
+    settings = make_settings("postgresql://postgres@db.internal:6543/ec", tmp_path)
+    line = explain(DatabaseUnavailable(), settings)
+    assert line == (
+        "cannot reach PostgreSQL at db.internal:6543, database ec: it does not answer "
+        "(EC_DATABASE_URL)"
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.operator.helpers import run_cli
 from tests.test_serve import _free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,16 +59,7 @@ def _stop(server: subprocess.Popen[str]) -> str:
 
 
 def _cli(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EC_")}
-    env["COLUMNS"] = "60"  # narrow: ids must still come out whole
-    return subprocess.run(
-        [sys.executable, "-m", "event_collector", *args],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(directory, *args, columns=60)  # narrow: ids must still come out whole
 
 
 def test_banner_exports_then_readme_block_work_pasted_in_bash(tmp_path: Path) -> None:

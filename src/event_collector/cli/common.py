@@ -95,8 +95,6 @@ def operator_errors(settings: Settings) -> Iterator[None]:
         raise  # already reported
     except Exception as exc:
         message = explain(exc, settings)
-        if message is None and isinstance(exc, DatabaseUnavailable):
-            message = exc.detail
         if message is None:
             raise
         if _show_tracebacks or settings.log_level == "DEBUG":
@@ -156,9 +154,13 @@ async def require_current_schema(db: Database) -> None:
         raise SchemaNotMigrated(current, head)
 
 
-def run_until_signalled(runtime: Callable[[], Runtime], running: Callable[[Runtime], str]) -> None:
-    """Build a runtime, start it, print ``running(runtime)`` and run until SIGINT or SIGTERM
-    (the background processes: ``worker`` and the like)."""
+def run_until_signalled(
+    settings: Settings, runtime: Callable[[], Runtime], running: Callable[[Runtime], str]
+) -> None:
+    """Check the database (reachable, current schema), then build a runtime, start it, print
+    ``running(runtime)`` and run until SIGINT or SIGTERM (the background processes: ``worker``
+    and the like). A failure to start is the one line ``serve`` gives (operator_errors)."""
+    run_with_database(settings, require_current_schema)
 
     async def main() -> None:
         built = runtime()
@@ -173,7 +175,8 @@ def run_until_signalled(runtime: Callable[[], Runtime], running: Callable[[Runti
         finally:
             await built.stop()
 
-    run_async(main)
+    with operator_errors(settings):
+        run_async(main)
 
 
 def print_json(value: Any) -> None:

@@ -13,6 +13,7 @@ from event_collector.cli.common import (
     cli_settings,
     console,
     print_json,
+    require_current_schema,
     run_until_signalled,
     run_with_database,
 )
@@ -40,7 +41,9 @@ def scheduler() -> None:
         return f"job scheduler {runtime.scheduler.owner} running (Ctrl-C to stop)"
 
     run_until_signalled(
-        lambda: Runtime.build(settings, api=False, dispatcher=False, scheduler=True), running
+        settings,
+        lambda: Runtime.build(settings, api=False, dispatcher=False, scheduler=True),
+        running,
     )
 
 
@@ -95,6 +98,7 @@ def run_job(tenant: str, job_id: str) -> None:
     settings = cli_settings()
 
     async def work(db: Database) -> dict[str, Any]:
+        await require_current_schema(db)  # as the long-running commands: "run migrate"
         job_scheduler = Scheduler(
             settings, db, build_job_runner(settings, db), clock=load_clock(settings)
         )

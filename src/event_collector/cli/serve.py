@@ -13,7 +13,6 @@ from event_collector.cli.common import (
     cli_settings,
     console,
     err_console,
-    operator_errors,
     require_current_schema,
     run_until_signalled,
     run_with_database,
@@ -117,17 +116,14 @@ def worker() -> None:
 
     settings = cli_settings()
     configure_logging(settings.log_format, settings.log_level)
-    run_with_database(settings, require_current_schema)
 
     def running(runtime: Runtime) -> str:
         assert runtime.dispatcher is not None
         return f"delivery worker {runtime.dispatcher.owner} running (Ctrl-C to stop)"
 
-    with operator_errors(settings):
-        run_until_signalled(
-            lambda: Runtime.build(settings, api=False, dispatcher=True),
-            running,
-        )
+    run_until_signalled(
+        settings, lambda: Runtime.build(settings, api=False, dispatcher=True), running
+    )
 
 
 @app.command()

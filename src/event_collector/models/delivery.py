@@ -71,4 +71,6 @@ delivery_attempt_table = Table(
         ondelete="CASCADE",
     ),
     Index("ix_delivery_attempt_delivery_id", "delivery_id"),
+    # The console's attempts per hour (the tenant's last 24 hours), not a whole-table scan.
+    Index("ix_delivery_attempt_tenant_attempted_at", "tenant", "attempted_at"),
 )

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.kit.settings import Settings
 
 # PostgreSQL error codes (SQLSTATE) of connection-time failures.
@@ -80,10 +81,14 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 def explain(exc: BaseException, settings: Settings) -> str | None:
     """A one-line message for a start-up failure, or None when it is not one we know."""
-    for cause in _chain(exc):
+    causes = list(_chain(exc))
+    for cause in causes:
         message = _explain_one(cause, settings)
         if message:
             return message
+    if any(isinstance(cause, DatabaseUnavailable) for cause in causes):
+        # Not the API's sentence ("retry shortly"): the operator needs to know which database.
+        return f"cannot reach {_where(settings)}: it does not answer (EC_DATABASE_URL)"
     return None
 
 
