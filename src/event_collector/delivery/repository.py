@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.kit import leases
@@ -474,3 +474,39 @@ async def tenant_queue(
     ).one()
     oldest: datetime | None = row[1]
     return int(row[0]), (oldest if oldest is not None and oldest <= now else None)
+
+
+# Retention (ops/retention.py runs the batches): across tenants by design, like the policy. -----
+
+FinalStatus = Literal["delivered", "failed"]
+"""The statuses retention may delete: a ``pending`` delivery is still to be sent, never purged."""
+
+# The age of a final delivery: since it was delivered, or (a dead letter) since it was created:
+# dead letters are final about a day after creation (the retry schedule's length).
+_AGED_SINCE = {"delivered": d.c.delivered_at, "failed": d.c.created_at}
+
+
+def _purgeable(status: FinalStatus, before: datetime) -> ColumnElement[bool]:
+    return (d.c.status == status) & (_AGED_SINCE[status] < before)
+
+
+async def count_purgeable(conn: AnyConnection, status: FinalStatus, before: datetime) -> int:
+    """How many ``status`` deliveries aged past the cutoff there are."""
+    statement = select(func.count()).select_from(d).where(_purgeable(status, before))
+    return int(await conn.scalar(statement) or 0)
+
+
+async def lock_purgeable(
+    conn: AnyConnection, status: FinalStatus, before: datetime, limit: int
+) -> list[str]:
+    """The next ``limit`` purgeable deliveries' ids (by id), locked until the transaction ends;
+    rows another purger or the dispatcher holds are skipped (PostgreSQL) rather than waited for."""
+    statement = select(d.c.id).where(_purgeable(status, before)).order_by(d.c.id).limit(limit)
+    return list(await conn.scalars(backend_of(conn).skip_locked(statement)))
+
+
+async def delete_with_attempts(conn: AnyConnection, ids: Sequence[str]) -> dict[str, int]:
+    """Delete the deliveries ``ids`` and their attempt logs: the rows deleted, by table."""
+    attempts = await conn.execute(delete(a).where(a.c.delivery_id.in_(ids)))
+    deliveries = await conn.execute(delete(d).where(d.c.id.in_(ids)))
+    return {a.name: int(attempts.rowcount), d.name: int(deliveries.rowcount)}

@@ -18,6 +18,7 @@ from event_collector.delivery.messages import Message, OutgoingMessage, outgoing
 from event_collector.delivery.repository import (
     AttemptRecord,
     DestinationKey,
+    FinalStatus,
     LeasedDelivery,
     RoutingTarget,
 )
@@ -515,3 +516,22 @@ async def attempts_since(
 async def queue(conn: AsyncConnection, tenant: str, now: datetime) -> tuple[int, datetime | None]:
     """The tenant's pending deliveries and the due time of the oldest due one."""
     return await repository.tenant_queue(conn, tenant, now)
+
+
+async def count_purgeable(conn: AnyConnection, before: datetime, *, status: FinalStatus) -> int:
+    """How many ``status`` deliveries retention may delete now (see :func:`lock_purgeable`)."""
+    return await repository.count_purgeable(conn, status, before)
+
+
+async def lock_purgeable(
+    conn: AnyConnection, before: datetime, *, status: FinalStatus, limit: int
+) -> list[str]:
+    """Retention's next batch: up to ``limit`` final deliveries (never a pending one) aged past
+    the cutoff, locked for :func:`purge`."""
+    return await repository.lock_purgeable(conn, status, before, limit)
+
+
+async def purge(conn: AnyConnection, ids: Sequence[str]) -> dict[str, int]:
+    """Delete the deliveries of a batch :func:`lock_purgeable` returned, with their attempt
+    logs: the rows deleted, by table."""
+    return await repository.delete_with_attempts(conn, ids)

@@ -133,3 +133,15 @@ def _decode_json(b64: str | None) -> Any:
         return from_json(base64.b64decode(b64 + "=" * (-len(b64) % 4)))
     except ValueError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class EventKinds:
+    """Events by what they are about: an entity type in ``entity_types`` and an operation in
+    ``operations``, unless the event type is in ``except_event_types``. Another domain names the
+    events it depends on this way (the read model: the events a rebuild replays), so that the
+    events domain can keep them without knowing why."""
+
+    entity_types: frozenset[str]
+    operations: frozenset[str]
+    except_event_types: frozenset[str]

@@ -6,10 +6,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from pydantic_core import to_json
-from sqlalchemy import BigInteger, Select, func, literal_column, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 
 from event_collector.events.feed import FeedPosition
-from event_collector.events.model import NewEvent, StoredEvent
+from event_collector.events.model import EventKinds, NewEvent, StoredEvent
 from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
 from event_collector.models import event_table
 
@@ -139,6 +149,42 @@ class EventRepository:
             statement = statement.where(event_table.c.tenant == tenant)
         result = await self.conn.execute(statement.order_by(event_table.c.seq).limit(limit))
         return [StoredEvent.from_row(row) for row in result]
+
+    # Retention (ops/retention.py runs the batches): across tenants by design, like the policy.
+
+    async def count_purgeable(self, received_before: datetime, keep: EventKinds) -> int:
+        """How many events retention may delete: received before the cutoff, not of ``keep``."""
+        statement = select(func.count()).select_from(event_table)
+        return int(await self.conn.scalar(statement.where(_purgeable(received_before, keep))) or 0)
+
+    async def lock_purgeable(
+        self, received_before: datetime, keep: EventKinds, limit: int
+    ) -> list[int]:
+        """The next ``limit`` purgeable events' seq, oldest first, locked until the transaction
+        ends; rows another purger holds are skipped (PostgreSQL) rather than waited for."""
+        statement = (
+            select(event_table.c.seq)
+            .where(_purgeable(received_before, keep))
+            .order_by(event_table.c.seq)
+            .limit(limit)
+        )
+        return list(await self.conn.scalars(backend_of(self.conn).skip_locked(statement)))
+
+    async def delete(self, seqs: Sequence[int]) -> dict[str, int]:
+        """Delete the events ``seqs``: the rows deleted, by table."""
+        result = await self.conn.execute(delete(event_table).where(event_table.c.seq.in_(seqs)))
+        return {event_table.name: int(result.rowcount)}
+
+
+def _purgeable(received_before: datetime, keep: EventKinds) -> ColumnElement[bool]:
+    not_kept = or_(
+        event_table.c.entity_type.is_(None),
+        event_table.c.entity_type.not_in(sorted(keep.entity_types)),
+        event_table.c.operation.not_in(sorted(keep.operations)),
+        event_table.c.event_type.in_(sorted(keep.except_event_types)),
+    )
+    # Deliveries carry their own message: an event's deliveries never keep it.
+    return (event_table.c.received_at < received_before) & not_kept
 
 
 # The feed's high-water mark: the oldest transaction still running in this database when the

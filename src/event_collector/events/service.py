@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic_core import from_json
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from event_collector.events.feed import FEED_START, decode_feed_cursor, encode_feed_cursor
-from event_collector.events.model import NewEvent, StoredEvent
+from event_collector.events.model import EventKinds, NewEvent, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.events.schemas import EventIn
 from event_collector.events.writer import EventWriter, IngestResult, Outcome
@@ -242,3 +243,23 @@ async def list_events(
 async def received_since(conn: AsyncConnection, tenant: str, since: datetime) -> list[datetime]:
     """When each of the tenant's events since a time arrived."""
     return await EventRepository.from_connection(conn).received_since(tenant, since)
+
+
+async def count_purgeable(
+    conn: AsyncConnection, received_before: datetime, *, keep: EventKinds
+) -> int:
+    """How many events retention may delete now (see :func:`lock_purgeable`)."""
+    return await EventRepository.from_connection(conn).count_purgeable(received_before, keep)
+
+
+async def lock_purgeable(
+    conn: AsyncConnection, received_before: datetime, *, keep: EventKinds, limit: int
+) -> list[int]:
+    """Retention's next batch: up to ``limit`` events received before the cutoff that are not of
+    the kinds another domain still needs (``keep``), locked for :func:`purge`."""
+    return await EventRepository.from_connection(conn).lock_purgeable(received_before, keep, limit)
+
+
+async def purge(conn: AsyncConnection, seqs: Sequence[int]) -> dict[str, int]:
+    """Delete the events of a batch :func:`lock_purgeable` returned: the rows deleted, by table."""
+    return await EventRepository.from_connection(conn).delete(seqs)

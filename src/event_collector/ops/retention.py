@@ -19,23 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from event_collector.delivery import service as delivery_service
+from event_collector.events import service as event_service
 from event_collector.kit.db import Database, utcnow
 from event_collector.kit.settings import Settings
-from event_collector.models import delivery_attempt_table, delivery_table, event_table
-from event_collector.read_model.apply.hook import (
-    IGNORED_EVENT_TYPES,
-    READ_MODEL_ENTITY_TYPES,
-    WRITE_OPERATIONS,
-)
+from event_collector.read_model.rebuild import events_replayed
 
 logger = logging.getLogger(__name__)
 
@@ -68,65 +65,60 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class _Target:
-    """One kind of row retention deletes: ``purgeable(cutoff)`` selects them by ``key``."""
+    """One kind of row retention deletes, through the service of the domain that owns it:
+    ``count(conn, cutoff)`` counts them, ``lock(conn, cutoff, limit=n)`` locks the next batch's
+    keys, ``delete(conn, keys)`` deletes it and answers the rows deleted by table (``table``'s
+    are the batch's own rows; the others are dependents, such as attempt logs)."""
 
     name: str
-    table: Table
-    key: str
+    table: str
     days: float
-    purgeable: Callable[[datetime], ColumnElement[bool]]
+    count: Callable[[AsyncConnection, datetime], Awaitable[int]]
+    lock: Callable[..., Awaitable[Sequence[Any]]]
+    delete: Callable[[AsyncConnection, Sequence[Any]], Awaitable[dict[str, int]]]
 
 
-def _delivered(cutoff: datetime) -> ColumnElement[bool]:
-    return (delivery_table.c.status == "delivered") & (delivery_table.c.delivered_at < cutoff)
-
-
-def _dead_lettered(cutoff: datetime) -> ColumnElement[bool]:
-    # Dead letters are final about a day after creation (the retry schedule's length).
-    return (delivery_table.c.status == "failed") & (delivery_table.c.created_at < cutoff)
-
-
-def _unneeded_events(cutoff: datetime) -> ColumnElement[bool]:
-    without_read_model_effect = or_(
-        event_table.c.entity_type.is_(None),
-        event_table.c.entity_type.not_in(sorted(READ_MODEL_ENTITY_TYPES)),
-        event_table.c.operation.not_in(sorted(WRITE_OPERATIONS)),
-        event_table.c.event_type.in_(sorted(IGNORED_EVENT_TYPES)),
+def _final_deliveries(name: str, status: delivery_service.FinalStatus, days: float) -> _Target:
+    return _Target(
+        name,
+        "delivery",
+        days,
+        partial(delivery_service.count_purgeable, status=status),
+        partial(delivery_service.lock_purgeable, status=status),
+        delivery_service.purge,
     )
-    # Deliveries carry their own message: an event's deliveries never keep it.
-    return (event_table.c.received_at < cutoff) & without_read_model_effect
 
 
 def _targets(policy: RetentionPolicy) -> list[_Target]:
+    # The events the read model learns from are never purged: a rebuild replays each of them.
+    keep = events_replayed()
     targets = [
-        _Target("delivered deliveries", delivery_table, "id", policy.delivered_days, _delivered),
-        _Target("failed deliveries", delivery_table, "id", policy.failed_days, _dead_lettered),
-        _Target("events", event_table, "seq", policy.events_days, _unneeded_events),
+        _final_deliveries("delivered deliveries", "delivered", policy.delivered_days),
+        _final_deliveries("failed deliveries", "failed", policy.failed_days),
+        _Target(
+            "events",
+            "event",
+            policy.events_days,
+            partial(event_service.count_purgeable, keep=keep),
+            partial(event_service.lock_purgeable, keep=keep),
+            event_service.purge,
+        ),
     ]
     return [target for target in targets if target.days > 0]
 
 
 async def _delete_batch(conn: AsyncConnection, target: _Target, keys: Sequence[Any]) -> int:
-    """Delete the rows ``keys`` of ``target`` (locked by the caller), with the attempt logs of
-    deliveries; counted in the metrics per table."""
-    if target.table is delivery_table:
-        attempts = await conn.execute(
-            delete(delivery_attempt_table).where(delivery_attempt_table.c.delivery_id.in_(keys))
-        )
-        purged_rows.labels(delivery_attempt_table.name).inc(attempts.rowcount)
-    result = await conn.execute(delete(target.table).where(target.table.c[target.key].in_(keys)))
-    purged_rows.labels(target.table.name).inc(result.rowcount)
-    return int(result.rowcount)
+    """Delete the rows ``keys`` of ``target`` (locked by the caller) with their dependents;
+    counted in the metrics per table."""
+    deleted = await target.delete(conn, keys)
+    for table, rows in deleted.items():
+        purged_rows.labels(table).inc(rows)
+    return deleted[target.table]
 
 
 async def _count(db: Database, target: _Target, cutoff: datetime) -> int:
     async with db.read() as conn:
-        return int(
-            await conn.scalar(
-                select(func.count()).select_from(target.table).where(target.purgeable(cutoff))
-            )
-            or 0
-        )
+        return await target.count(conn, cutoff)
 
 
 async def purge(
@@ -149,18 +141,9 @@ async def purge(
         if dry_run:
             done[target.name] = total
             continue
-        key = target.table.c[target.key]
         while True:
             async with db.write() as conn:
-                keys = list(
-                    await conn.scalars(
-                        select(key)
-                        .where(target.purgeable(cutoff))
-                        .order_by(key)
-                        .limit(policy.batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                )
+                keys = await target.lock(conn, cutoff, limit=policy.batch_size)
                 if keys:
                     done[target.name] += await _delete_batch(conn, target, keys)
             if progress:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from event_collector.events.model import StoredEvent
+from event_collector.events.model import EventKinds, StoredEvent
 from event_collector.events.repository import EventRepository
 from event_collector.kit.db import Database
-from event_collector.read_model.apply.hook import apply_events
+from event_collector.read_model.apply.hook import (
+    IGNORED_EVENT_TYPES,
+    READ_MODEL_ENTITY_TYPES,
+    WRITE_OPERATIONS,
+    apply_events,
+)
 from event_collector.read_model.repository import ReadModelRepository
 
 Progress = Callable[[int, int], None]
+
+
+def events_replayed() -> EventKinds:
+    """The events a rebuild replays (those the apply hook learns from): deleting one would
+    change what a rebuild produces, so retention keeps them."""
+    return EventKinds(READ_MODEL_ENTITY_TYPES, WRITE_OPERATIONS, IGNORED_EVENT_TYPES)
 
 
 async def rebuild(
