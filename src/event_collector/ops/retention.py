@@ -12,6 +12,10 @@ What is never deleted, whatever the settings:
 Each batch is one short write transaction of at most ``EC_RETENTION_BATCH_SIZE`` rows
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent purgers and the dispatcher never wait
 on each other), so ingest is never held up for long. docs/retention.md has the partition path.
+
+This module is the policy and the orchestration only (cutoffs, batches, progress, metrics): the
+queries are the owning domains' (``delivery.service``, ``events.service``), and which events the
+read model needs is the read model's to say (``read_model.rebuild.events_replayed``).
 """
 
 from __future__ import annotations
