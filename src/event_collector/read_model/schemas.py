@@ -143,6 +143,15 @@ class ProductSummary(BaseModel):
     disabled: bool
 
 
+class FieldSources(BaseModel):
+    """Where each shown field came from: ``variant`` (its own), ``product`` (a variant without
+    one shows its product's), or null (neither has it)."""
+
+    title: str | None
+    link: str | None
+    image_link: str | None
+
+
 class VariantOut(BaseModel):
     id: str
     kind: str = Field(description="variant | product | unknown (prices/stock seen, entity not)")
@@ -150,6 +159,9 @@ class VariantOut(BaseModel):
     title: str | None
     link: str | None
     image_link: str | None
+    field_sources: FieldSources = Field(
+        description="Where title, link and image_link came from: variant | product | null"
+    )
     base_product_id: str | None
     base_product_ref: str | None
     product: ProductSummary | None
