@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import TenantFixture
-from tests.read_model.helpers import get, post
+from tests.read_model.helpers import customer_with_item, first_item, get, post
 
 SHIRT = {
     "id": "p1",
@@ -25,29 +25,22 @@ def _described(variant: dict[str, Any]) -> tuple[Any, ...]:
 
 async def _item_of(client: httpx.AsyncClient, tenant: TenantFixture, variant_id: str) -> Any:
     """The resolved wishlist item of a new wishlist holding just this variant."""
-    await post(client, tenant, "CUSTOMER", "CREATE", {"id": "c1", "email": "c1@example.com"})
-    await post(client, tenant, "WISHLIST", "CREATE", {"id": "w1", "customerId": "c1"})
-    await post(
-        client,
-        tenant,
-        "WISHLIST_ITEM",
-        "CREATE",
-        {"id": "i1", "wishlistId": "w1", "product": {"selectedVariantId": variant_id}},
-    )
-    body = await get(client, tenant, "/api/v1/customers/c1/wishlists")
-    return body["wishlists"][0]["items"][0]
+    await customer_with_item(client, tenant, {"product": {"selectedVariantId": variant_id}})
+    return await first_item(client, tenant)
+
+
+async def _variant(
+    client: httpx.AsyncClient, tenant: TenantFixture, payload: dict[str, Any], read_as: str
+) -> Any:
+    """Create the variant, then read it back by ``read_as`` (an id or ref)."""
+    await post(client, tenant, "VARIANT_PRODUCT", "CREATE", payload)
+    return await get(client, tenant, f"/api/v1/variants/{read_as}")
 
 
 async def test_fields_the_variant_lacks_come_from_its_product(client, tenant) -> None:
     await post(client, tenant, "PRODUCT", "CREATE", SHIRT)
-    await post(
-        client,
-        tenant,
-        "VARIANT_PRODUCT",
-        "CREATE",
-        {"id": "v1", "productRef": "P1-S", "baseProductId": "p1", "title": "Shirt, S"},
-    )
-    variant = await get(client, tenant, "/api/v1/variants/v1")
+    payload = {"id": "v1", "productRef": "P1-S", "baseProductId": "p1", "title": "Shirt, S"}
+    variant = await _variant(client, tenant, payload, "v1")
     assert _described(variant) == (
         "Shirt, S",
         "https://shop.example/p1",
@@ -59,14 +52,8 @@ async def test_fields_the_variant_lacks_come_from_its_product(client, tenant) ->
     item = await _item_of(client, tenant, "v1")
     assert (item["title"], item["link"], item["image_link"]) == _described(variant)[:3]
     # By ref, and with the product named by its ref, the same answer.
-    await post(
-        client,
-        tenant,
-        "VARIANT_PRODUCT",
-        "CREATE",
-        {"id": "v2", "productRef": "P1-M", "baseProductRef": "P1", "link": "https://m"},
-    )
-    by_ref = await get(client, tenant, "/api/v1/variants/P1-M")
+    payload = {"id": "v2", "productRef": "P1-M", "baseProductRef": "P1", "link": "https://m"}
+    by_ref = await _variant(client, tenant, payload, "P1-M")
     assert _described(by_ref) == (
         "Shirt",
         "https://m",
@@ -77,20 +64,14 @@ async def test_fields_the_variant_lacks_come_from_its_product(client, tenant) ->
 
 async def test_a_variant_with_its_own_fields_keeps_them(client, tenant) -> None:
     await post(client, tenant, "PRODUCT", "CREATE", SHIRT)
-    await post(
-        client,
-        tenant,
-        "VARIANT_PRODUCT",
-        "CREATE",
-        {
-            "id": "v1",
-            "baseProductId": "p1",
-            "title": "Shirt, S",
-            "link": "https://shop.example/v1",
-            "imageLink": "https://shop.example/v1.jpg",
-        },
-    )
-    variant = await get(client, tenant, "/api/v1/variants/v1")
+    payload = {
+        "id": "v1",
+        "baseProductId": "p1",
+        "title": "Shirt, S",
+        "link": "https://shop.example/v1",
+        "imageLink": "https://shop.example/v1.jpg",
+    }
+    variant = await _variant(client, tenant, payload, "v1")
     assert _described(variant) == (
         "Shirt, S",
         "https://shop.example/v1",
@@ -102,14 +83,8 @@ async def test_a_variant_with_its_own_fields_keeps_them(client, tenant) -> None:
 async def test_missing_product_gives_nulls_until_it_arrives(client, tenant, other_tenant) -> None:
     # Another tenant's product with that id lends nothing.
     await post(client, other_tenant, "PRODUCT", "CREATE", SHIRT)
-    await post(
-        client,
-        tenant,
-        "VARIANT_PRODUCT",
-        "CREATE",
-        {"id": "v1", "baseProductId": "p1", "title": "Shirt, S"},
-    )
-    variant = await get(client, tenant, "/api/v1/variants/v1")
+    payload = {"id": "v1", "baseProductId": "p1", "title": "Shirt, S"}
+    variant = await _variant(client, tenant, payload, "v1")
     assert _described(variant) == (
         "Shirt, S",
         None,
