@@ -5,6 +5,8 @@ Amounts are decimal strings ("19.99"), times ISO-8601 UTC with ``Z``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -143,13 +145,16 @@ class ProductSummary(BaseModel):
     disabled: bool
 
 
+Source = Literal["variant", "product"]
+
+
 class FieldSources(BaseModel):
     """Where each shown field came from: ``variant`` (its own), ``product`` (a variant without
     one shows its product's), or null (neither has it)."""
 
-    title: str | None
-    link: str | None
-    image_link: str | None
+    title: Source | None
+    link: Source | None
+    image_link: Source | None
 
 
 class VariantOut(BaseModel):
