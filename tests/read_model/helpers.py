@@ -55,6 +55,21 @@ async def get(client: httpx.AsyncClient, tenant: TenantFixture, path: str) -> An
     return response.json()
 
 
+async def customer_with_item(
+    client: httpx.AsyncClient, tenant: TenantFixture, item: dict[str, Any]
+) -> None:
+    """Customer c1 with wishlist w1 holding item i1 (``item``: the rest of its payload)."""
+    await post(client, tenant, "CUSTOMER", "CREATE", {"id": "c1", "email": "c1@example.com"})
+    await post(client, tenant, "WISHLIST", "CREATE", {"id": "w1", "name": "W", "customerId": "c1"})
+    await post(client, tenant, "WISHLIST_ITEM", "CREATE", {"id": "i1", "wishlistId": "w1", **item})
+
+
+async def first_item(client: httpx.AsyncClient, tenant: TenantFixture) -> Any:
+    """The first item of c1's first wishlist, as the read API shows it."""
+    body = await get(client, tenant, "/api/v1/customers/c1/wishlists")
+    return body["wishlists"][0]["items"][0]
+
+
 async def dump(context: Runtime, tenant: str) -> dict[str, list[dict[str, Any]]]:
     async with context.db.read() as conn:
         return await ReadModelRepository(conn).dump(tenant)

@@ -3,7 +3,7 @@ back-in-stock and low-stock episodes, threshold precedence; read through the API
 
 from __future__ import annotations
 
-from tests.read_model.helpers import get, post
+from tests.read_model.helpers import customer_with_item, first_item, get, post
 
 
 async def _level(client, tenant, variant: str, location: str, on_hand, **more) -> None:
@@ -18,22 +18,11 @@ async def _price(client, tenant, variant: str, price, sale=None, currency="AUD")
     await post(client, tenant, "PRICE", "UPDATE", payload)
 
 
-async def _customer_with_item(client, tenant, item: dict) -> None:
-    await post(client, tenant, "CUSTOMER", "CREATE", {"id": "c1", "email": "c1@example.com"})
-    await post(client, tenant, "WISHLIST", "CREATE", {"id": "w1", "name": "W", "customerId": "c1"})
-    await post(client, tenant, "WISHLIST_ITEM", "CREATE", {"id": "i1", "wishlistId": "w1", **item})
-
-
-async def _item(client, tenant) -> dict:
-    body = await get(client, tenant, "/api/v1/customers/c1/wishlists")
-    return body["wishlists"][0]["items"][0]
-
-
 async def test_baseline_is_price_at_add_time_and_current_price_moves(client, tenant) -> None:
     await _price(client, tenant, "v1", "50.00", "45.00")
-    await _customer_with_item(client, tenant, {"product": {"selectedVariantId": "v1"}})
+    await customer_with_item(client, tenant, {"product": {"selectedVariantId": "v1"}})
     await _price(client, tenant, "v1", "50.00", "30.00")
-    item = await _item(client, tenant)
+    item = await first_item(client, tenant)
     assert item["baseline_price"] == "45.00"
     assert item["baseline_currency"] == "AUD"
     assert item["effective_price"] == "30.00"
@@ -41,26 +30,26 @@ async def test_baseline_is_price_at_add_time_and_current_price_moves(client, ten
 
 
 async def test_baseline_is_first_price_after_add_when_none_known(client, tenant) -> None:
-    await _customer_with_item(client, tenant, {"product": {"selectedVariantId": "v1"}})
-    assert (await _item(client, tenant))["baseline_price"] is None
+    await customer_with_item(client, tenant, {"product": {"selectedVariantId": "v1"}})
+    assert (await first_item(client, tenant))["baseline_price"] is None
     await _price(client, tenant, "v1", "20")
     await _price(client, tenant, "v1", "10")
-    item = await _item(client, tenant)
+    item = await first_item(client, tenant)
     assert (item["baseline_price"], item["effective_price"]) == ("20.00", "10.00")
 
 
 async def test_baseline_through_variant_ref_resolved_later(client, tenant) -> None:
-    await _customer_with_item(client, tenant, {"product": {"selectedVariantRef": "SKU-1"}})
+    await customer_with_item(client, tenant, {"product": {"selectedVariantRef": "SKU-1"}})
     await _price(client, tenant, "v1", "20")
-    assert (await _item(client, tenant))["baseline_price"] is None
+    assert (await first_item(client, tenant))["baseline_price"] is None
     await post(client, tenant, "VARIANT_PRODUCT", "CREATE", {"id": "v1", "productRef": "SKU-1"})
-    item = await _item(client, tenant)
+    item = await first_item(client, tenant)
     assert item["resolved_variant_id"] == "v1"
     assert item["baseline_price"] == "20.00"
 
 
 async def test_product_level_item_uses_product_prices(client, tenant) -> None:
-    await _customer_with_item(client, tenant, {"product": {"productId": "p1"}})
+    await customer_with_item(client, tenant, {"product": {"productId": "p1"}})
     await post(
         client,
         tenant,
@@ -74,7 +63,7 @@ async def test_product_level_item_uses_product_prices(client, tenant) -> None:
             "stock": {"totalStock": "3"},
         },
     )
-    item = await _item(client, tenant)
+    item = await first_item(client, tenant)
     assert (item["baseline_price"], item["currency"], item["available_stock"]) == ("9.00", "EUR", 3)
     assert item["title"] == "T"
 
@@ -188,7 +177,7 @@ async def test_thresholds_variant_then_product_then_default(client, tenant) -> N
 
 
 async def test_item_flags_and_stock_in_wishlist_view(client, tenant) -> None:
-    await _customer_with_item(
+    await customer_with_item(
         client,
         tenant,
         {
@@ -214,7 +203,7 @@ async def test_item_flags_and_stock_in_wishlist_view(client, tenant) -> None:
         },
     )
     await _level(client, tenant, "v1", "L1", 6, reserved=1)
-    item = await _item(client, tenant)
+    item = await first_item(client, tenant)
     assert item["notify_me"] is True
     assert item["purchased"] is False
     assert item["added_at"] == "2024-05-01T00:00:00.000000Z"

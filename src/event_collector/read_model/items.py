@@ -44,7 +44,8 @@ product_id, product_ref   the known product: the variant's ``baseProductId``, el
 sellable_id               the id prices, stock and stock episodes are keyed by: the
                           item's ``selectedVariantId``, else the variant found by ref, else
                           (no variant reference: a product sold as is) its ``productId``
-title, link, image_link   each the variant's value, else the product's (per field)
+title, link, image_link   each the variant's value, else the product's (per field,
+                          :func:`variant_then_product`)
 currency, price,          the current price: the sellable's live price in the baseline
 sale_price,               currency, else its most recently written live price; NULL
 effective_price           when it has no live price
@@ -66,7 +67,9 @@ deleted one, then the lowest id, so every item yields exactly one row.
 
 from __future__ import annotations
 
-from sqlalchemy import Subquery, Table, case, false, func, select
+from typing import Any
+
+from sqlalchemy import Subquery, Table, case, false, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import ScalarSelect
 from sqlalchemy.sql.selectable import FromClause
@@ -107,6 +110,27 @@ def id_by_ref(table: Table, tenant: str, ref: ColumnElement[str] | str) -> Scala
         .order_by(candidate.c.deleted, candidate.c.id)
         .limit(1)
         .scalar_subquery()
+    )
+
+
+# What a variant shows of itself, each field its own value else its product's
+# (:func:`variant_then_product`): wishlist items and ``GET /api/v1/variants/{id}`` alike.
+DESCRIPTION_FIELDS = ("title", "link", "image_link")
+
+
+def variant_then_product(variant: FromClause, product: FromClause, name: str) -> ColumnElement[Any]:
+    """The variant's ``name``, else its product's (per field; NULL when neither has one, or the
+    product is not known: an outer-joined ``product`` with NULL columns). A deleted or disabled
+    product still lends its values (the item/variant says it is unavailable, not nameless)."""
+    return func.coalesce(variant.c[name], product.c[name])
+
+
+def source_of(variant: FromClause, product: FromClause, name: str) -> ColumnElement[str]:
+    """Where :func:`variant_then_product` took ``name`` from: ``'variant'``, ``'product'``, or
+    NULL when neither has it."""
+    return case(
+        (variant.c[name].is_not(None), literal("variant")),
+        (product.c[name].is_not(None), literal("product")),
     )
 
 
@@ -189,9 +213,6 @@ def resolved_items(tenant: str) -> Subquery:
         _live_price_currency(tenant, sellable_id, None),
     )
 
-    def variant_then_product(name: str) -> ColumnElement[object]:
-        return func.coalesce(variant.c[name], product.c[name])
-
     variant_deleted = _false_when_null(variant.c.deleted)
     variant_disabled = _false_when_null(variant.c.disabled)
     product_deleted = _false_when_null(product.c.deleted)
@@ -242,9 +263,10 @@ def resolved_items(tenant: str) -> Subquery:
             product.c.id.label("product_id"),
             product.c.ref.label("product_ref"),
             sellable_id.label("sellable_id"),
-            variant_then_product("title").label("title"),
-            variant_then_product("link").label("link"),
-            variant_then_product("image_link").label("image_link"),
+            *(
+                variant_then_product(variant, product, name).label(name)
+                for name in DESCRIPTION_FIELDS
+            ),
             price.c.currency.label("currency"),
             price.c.price.label("price"),
             price.c.sale_price.label("sale_price"),
@@ -252,8 +274,12 @@ def resolved_items(tenant: str) -> Subquery:
             item.c.baseline_price.label("baseline_price"),
             item.c.baseline_currency.label("baseline_currency"),
             stock.c.available.label("available_stock"),
-            variant_then_product("low_stock_threshold").label("low_stock_threshold"),
-            variant_then_product("back_in_stock_threshold").label("back_in_stock_threshold"),
+            variant_then_product(variant, product, "low_stock_threshold").label(
+                "low_stock_threshold"
+            ),
+            variant_then_product(variant, product, "back_in_stock_threshold").label(
+                "back_in_stock_threshold"
+            ),
             variant_deleted.label("variant_deleted"),
             variant_disabled.label("variant_disabled"),
             product_deleted.label("product_deleted"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import String, Table, and_, delete, literal, or_, select
+from sqlalchemy import Select, String, Table, and_, delete, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from event_collector.kit.db import AnyConnection
@@ -25,10 +25,13 @@ from event_collector.models import (
     wishlist_table,
 )
 from event_collector.read_model.items import (
+    DESCRIPTION_FIELDS,
     id_by_ref,
     marketing_consent,
     product_id_of,
     resolved_items,
+    source_of,
+    variant_then_product,
 )
 
 Row = dict[str, Any]
@@ -56,34 +59,42 @@ class ReadModelRepository:
         return dict(row._mapping) if row else None
 
     async def _one_by_id_or_ref(
-        self, table: Table, tenant: str, id_or_ref: str, *extra: ColumnElement[Any]
+        self, table: Table, tenant: str, id_or_ref: str, statement: Select[Any] | None = None
     ) -> Row | None:
-        """The row with this id, else the one with this ref; ``extra`` columns selected too."""
-        row = (
-            await self.conn.execute(
-                select(table, *extra).where(table.c.tenant == tenant, table.c.id == id_or_ref)
-            )
-        ).first()
-        if row is None:
-            return await self._one_by_ref(table, tenant, id_or_ref, *extra)
-        return dict(row._mapping)
-
-    async def _one_by_ref(
-        self, table: Table, tenant: str, ref: str, *extra: ColumnElement[Any]
-    ) -> Row | None:
-        statement = select(table, *extra).where(
-            table.c.tenant == tenant, table.c.id == id_by_ref(table, tenant, ref)
-        )
-        row = (await self.conn.execute(statement)).first()
-        return dict(row._mapping) if row else None
+        """The row of ``table`` with this id, else the one with this ref (:func:`items.id_by_ref`);
+        ``statement`` selects other columns than ``select(table)`` (from ``table`` or a join)."""
+        base = select(table) if statement is None else statement
+        for key in (id_or_ref, id_by_ref(table, tenant, id_or_ref)):
+            found = base.where(table.c.tenant == tenant, table.c.id == key)
+            row = (await self.conn.execute(found)).first()
+            if row is not None:
+                return dict(row._mapping)
+        return None
 
     async def customer(self, tenant: str, id_or_ref: str) -> Row | None:
         """The customer, with its ``marketing_consent`` (:func:`items.marketing_consent`)."""
         consent = marketing_consent().label("marketing_consent")
-        return await self._one_by_id_or_ref(customer_table, tenant, id_or_ref, consent)
+        statement = select(customer_table, consent)
+        return await self._one_by_id_or_ref(customer_table, tenant, id_or_ref, statement)
 
     async def variant(self, tenant: str, id_or_ref: str) -> Row | None:
-        return await self._one_by_id_or_ref(variant_table, tenant, id_or_ref)
+        """The variant, its ``title``, ``link`` and ``image_link`` each its own else its product's
+        (:func:`items.variant_then_product`, as for resolved items) and ``<field>_source``
+        saying which (:func:`items.source_of`)."""
+        variant = variant_table
+        product = product_table.alias("product")
+        product_id = product_id_of(tenant, variant.c.base_product_id, variant.c.base_product_ref)
+        joined = variant.outerjoin(
+            product, (product.c.tenant == tenant) & (product.c.id == product_id)
+        )
+        columns: list[ColumnElement[Any]] = [
+            column for column in variant.c if column.name not in DESCRIPTION_FIELDS
+        ]
+        for name in DESCRIPTION_FIELDS:
+            columns.append(variant_then_product(variant, product, name).label(name))
+            columns.append(source_of(variant, product, name).label(f"{name}_source"))
+        statement = select(*columns).select_from(joined)
+        return await self._one_by_id_or_ref(variant_table, tenant, id_or_ref, statement)
 
     async def product(self, tenant: str, id_or_ref: str) -> Row | None:
         return await self._one_by_id_or_ref(product_table, tenant, id_or_ref)

@@ -5,6 +5,8 @@ Amounts are decimal strings ("19.99"), times ISO-8601 UTC with ``Z``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -143,6 +145,18 @@ class ProductSummary(BaseModel):
     disabled: bool
 
 
+Source = Literal["variant", "product"]
+
+
+class FieldSources(BaseModel):
+    """Where each shown field came from: ``variant`` (its own), ``product`` (a variant without
+    one shows its product's), or null (neither has it)."""
+
+    title: Source | None
+    link: Source | None
+    image_link: Source | None
+
+
 class VariantOut(BaseModel):
     id: str
     kind: str = Field(description="variant | product | unknown (prices/stock seen, entity not)")
@@ -150,6 +164,9 @@ class VariantOut(BaseModel):
     title: str | None
     link: str | None
     image_link: str | None
+    field_sources: FieldSources = Field(
+        description="Where title, link and image_link came from: variant | product | null"
+    )
     base_product_id: str | None
     base_product_ref: str | None
     product: ProductSummary | None

@@ -20,6 +20,7 @@ from event_collector.read_model.apply.rules import (
     DEFAULT_LOW_STOCK_THRESHOLD,
     thresholds,
 )
+from event_collector.read_model.items import DESCRIPTION_FIELDS
 from event_collector.read_model.repository import ReadModelRepository, Row
 
 HISTORY_LIMIT = 100
@@ -134,6 +135,17 @@ def _item_out(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _field_sources(variant: Row | None, product: Row | None) -> dict[str, str | None]:
+    """Where the answer's title, link and image came from: a variant's are its own else its
+    product's (the repository says which); a product's are its own."""
+    if variant is not None:
+        return {name: variant[f"{name}_source"] for name in DESCRIPTION_FIELDS}
+    return {
+        name: "product" if product is not None and product[name] is not None else None
+        for name in DESCRIPTION_FIELDS
+    }
+
+
 async def get_variant(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[str, Any]:
     repo = ReadModelRepository(conn)
     variant = await repo.variant(tenant, id_or_ref)
@@ -159,6 +171,7 @@ async def get_variant(conn: AnyConnection, tenant: str, id_or_ref: str) -> dict[
         "title": described["title"] if described else None,
         "link": described["link"] if described else None,
         "image_link": described["image_link"] if described else None,
+        "field_sources": _field_sources(variant, product),
         "base_product_id": variant["base_product_id"] if variant else None,
         "base_product_ref": variant["base_product_ref"] if variant else None,
         "product": (
