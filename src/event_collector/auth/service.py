@@ -230,8 +230,9 @@ class TokenService:
             raise TokenRejected("the token has expired") from None
         except jwt.PyJWTError as exc:
             raise TokenRejected(f"the token is invalid: {exc}") from None
-        async with self._db.read() as conn:
-            client = await ClientRepository.from_connection(conn).get(claims["sub"])
+        client = await self._db.read_again_if_stale(
+            lambda conn: ClientRepository.from_connection(conn).get(claims["sub"])
+        )
         if client is None or client["revoked_at"] is not None:
             raise TokenRejected("the token's client has been revoked")
         principal = Principal(

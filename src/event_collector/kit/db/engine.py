@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -30,6 +30,8 @@ from event_collector.kit.db.sqlite import SQLiteBackend
 from event_collector.kit.errors import DatabaseUnavailable
 from event_collector.kit.fileperms import prepare_sqlite_file
 from event_collector.kit.settings import Settings
+
+T = TypeVar("T")
 
 _BACKENDS: dict[str, Backend] = {"sqlite": SQLiteBackend(), "postgresql": PostgresBackend()}
 
@@ -280,7 +282,7 @@ class Database:
             else:
                 conn = candidate
                 break
-        async with _unavailable_as_503() as fault:
+        async with self._unavailable(self.engine) as fault:
             fault.reused = conn is not None
             if conn is None:
                 conn = await self.engine.connect()
@@ -299,10 +301,23 @@ class Database:
         query over a whole tenant) and must not be cut off by the statement timeout meant for
         requests."""
         engine = self._bulk_engine if bulk and self._bulk_engine is not None else self.engine
-        async with _unavailable_as_503() as fault, engine.connect() as conn:
+        async with self._unavailable(engine) as fault, engine.connect() as conn:
             fault.reused = _was_used_before(conn)
             async with _transaction(conn):
                 yield conn
+
+    async def read_again_if_stale(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run a short read; if it met a connection the server had dropped (the pool is then
+        started afresh, see :meth:`_unavailable`), run it once more on a new one. For reads on
+        every request's path (the token check) that a stale pool must not turn into a 503."""
+        try:
+            async with self.read() as conn:
+                return await work(conn)
+        except DatabaseUnavailable as exc:
+            if not exc.stale_connection:
+                raise
+        async with self.read() as conn:
+            return await work(conn)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -319,6 +334,25 @@ class Database:
             conn = await conn.execution_options(ec_write=True)
             async with _transaction(conn):
                 yield conn
+
+    @asynccontextmanager
+    async def _unavailable(self, engine: AsyncEngine) -> AsyncIterator[_Fault]:
+        """:func:`_unavailable_as_503`, and after a stale connection a fresh start: the server
+        that dropped one connection (a restart, a failover, ``pg_terminate_backend``) has most
+        likely dropped every other one opened before, and a caller's one retry must not meet
+        the next of them."""
+        try:
+            async with _unavailable_as_503() as fault:
+                yield fault
+        except DatabaseUnavailable as exc:
+            if exc.stale_connection:
+                await self._forget_connections(engine)
+            raise
+
+    async def _forget_connections(self, engine: AsyncEngine) -> None:
+        while self._writer_connections:
+            await self._writer_connections.pop()[0].invalidate()
+        await engine.dispose(close=False)  # connections checked out now go with the old pool
 
     async def dispose(self) -> None:
         while self._writer_connections:
