@@ -6,7 +6,8 @@ several API processes) commit out of ``seq`` order, so a client that read up to 
 miss 10 committing after. There the feed is ordered by (writing transaction id, ``seq``) and
 shows only rows of transactions older than the oldest one still running (the snapshot's xmin,
 as outbox relays do): everything before that mark is final, so a position never has anything
-appear behind it. See ``events.repository.postgres_committed_feed``.
+appear behind it. See ``events.repository._commit_ordered_feed`` and the backend's
+``below_commit_mark`` (``kit.db.postgres``).
 """
 
 from __future__ import annotations

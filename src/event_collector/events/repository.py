@@ -7,12 +7,10 @@ from datetime import datetime
 
 from pydantic_core import to_json
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Select,
     delete,
     func,
-    literal_column,
     or_,
     select,
     tuple_,
@@ -20,7 +18,7 @@ from sqlalchemy import (
 
 from event_collector.events.feed import FeedPosition
 from event_collector.events.model import EventKinds, NewEvent, StoredEvent
-from event_collector.kit.db import AnyConnection, BulkStatement, backend_of
+from event_collector.kit.db import AnyConnection, Backend, BulkStatement, backend_of
 from event_collector.models import event_table
 
 _ALL_COLUMNS = [event_table.c[name] for name in StoredEvent.__dataclass_fields__]
@@ -103,10 +101,11 @@ class EventRepository:
             statement = statement.where(event_table.c.received_at >= since)
         if until is not None:
             statement = statement.where(event_table.c.received_at < until)
-        if backend_of(self.conn).commits_out_of_order:
+        backend = backend_of(self.conn)
+        if backend.commits_out_of_order:
             if after is not None and after.txid is None:
                 after = FeedPosition(await self._txid_of(tenant, after.seq), after.seq)
-            statement = postgres_committed_feed(statement, after)
+            statement = _commit_ordered_feed(statement, after, backend)
         else:
             if after is not None:
                 statement = statement.where(event_table.c.seq > after.seq)
@@ -187,30 +186,14 @@ def _purgeable(received_before: datetime, keep: EventKinds) -> ColumnElement[boo
     return (event_table.c.received_at < received_before) & not_kept
 
 
-# The feed's high-water mark: the oldest transaction still running in this database when the
-# statement's snapshot was taken (else the next id to be assigned). Every transaction id below it
-# has committed (its rows are in the snapshot) or rolled back, so nothing can appear below it
-# later. Unlike the snapshot's xmin, transactions of other databases of the cluster (which never
-# write our event table) do not hold it back: an id is skipped only when pg_stat_activity shows
-# it running in another database; unknown ids (not visible to our role, already finished,
-# prepared transactions) count, so the mark errs low (later), never high.
-_FEED_HIGH_WATER_MARK = literal_column(
-    """(SELECT COALESCE(
-        (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-         WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a
-                           WHERE a.backend_xid = xid(x) AND a.datname <> current_database())),
-        pg_snapshot_xmax(pg_current_snapshot()))::text::bigint)""",
-    BigInteger,
-)
-
-
-def postgres_committed_feed(
-    statement: Select[tuple[object, ...]], after: FeedPosition | None
+def _commit_ordered_feed(
+    statement: Select[tuple[object, ...]], after: FeedPosition | None, backend: Backend
 ) -> Select[tuple[object, ...]]:
-    """The PostgreSQL feed order (events.feed): by (writing transaction, seq), only rows below
-    the high-water mark. Index: ix_event_tenant_txid_seq."""
+    """The feed order where commits come out of sequence order (events.feed): by (writing
+    transaction, seq), only rows below the backend's commit high-water mark. Index:
+    ix_event_tenant_txid_seq."""
     txid, seq = event_table.c.txid, event_table.c.seq
-    statement = statement.where(txid < _FEED_HIGH_WATER_MARK)
+    statement = backend.below_commit_mark(statement, txid)
     if after is not None:
         statement = statement.where(tuple_(txid, seq) > tuple_(after.txid, after.seq))
     return statement.order_by(txid, seq)

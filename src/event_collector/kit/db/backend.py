@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import Select, Table
+from sqlalchemy import ColumnElement, Select, Table
 
 from event_collector.kit.db.connection import AnyConnection
 
@@ -51,7 +51,8 @@ class Backend(ABC):
     """Whether other processes' writes can be announced to this one (PostgreSQL LISTEN)."""
     commits_out_of_order: ClassVar[bool]
     """Whether concurrent writers can commit rows in another order than their sequence numbers
-    (PostgreSQL): a feed read by cursor must then stop at a commit-ordered high-water mark."""
+    (PostgreSQL): a feed read by cursor must then stop at a commit-ordered high-water mark
+    (:meth:`below_commit_mark`)."""
 
     @abstractmethod
     def timestamp(self, value: datetime) -> object:
@@ -75,6 +76,12 @@ class Backend(ABC):
     @abstractmethod
     def for_update(self, query: SelectT) -> SelectT:
         """``query`` locking the rows it selects until the transaction ends (PostgreSQL)."""
+
+    @abstractmethod
+    def below_commit_mark(self, query: SelectT, txid: ColumnElement[Any]) -> SelectT:
+        """``query`` restricted to rows whose writing transaction (the ``txid`` column) is below
+        the commit-ordered high-water mark, so no row can later appear below it (PostgreSQL); as
+        is where rows commit in sequence order (SQLite)."""
 
     @abstractmethod
     async def insert_unless_exists(

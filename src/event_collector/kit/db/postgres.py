@@ -12,11 +12,28 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import BigInteger, ColumnElement, Table, literal_column, text
 from sqlalchemy.dialects import postgresql
 
 from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
 from event_collector.kit.db.connection import AnyConnection
+
+# The feed's high-water mark: the oldest transaction still running in this database when the
+# statement's snapshot was taken (else the next id to be assigned). Every transaction id below it
+# has committed (its rows are in the snapshot) or rolled back, so nothing can appear below it
+# later. Unlike the snapshot's xmin, transactions of other databases of the cluster (which never
+# write our tables) do not hold it back: an id is skipped only when pg_stat_activity shows it
+# running in another database; unknown ids (not visible to our role, already finished, prepared
+# transactions) count, so the mark errs low (later), never high. The txid column it is compared
+# with is the writing transaction's pg_current_xact_id() (migration 0007's server default).
+_COMMIT_HIGH_WATER_MARK = literal_column(
+    """(SELECT COALESCE(
+        (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+         WHERE NOT EXISTS (SELECT FROM pg_stat_activity AS a
+                           WHERE a.backend_xid = xid(x) AND a.datname <> current_database())),
+        pg_snapshot_xmax(pg_current_snapshot()))::text::bigint)""",
+    BigInteger,
+)
 
 
 class PostgresBackend(Backend):
@@ -51,6 +68,9 @@ class PostgresBackend(Backend):
 
     def for_update(self, query: SelectT) -> SelectT:
         return query.with_for_update()
+
+    def below_commit_mark(self, query: SelectT, txid: ColumnElement[Any]) -> SelectT:
+        return query.where(txid < _COMMIT_HIGH_WATER_MARK)
 
     async def insert_unless_exists(
         self, conn: AnyConnection, table: Table, values: dict[str, Any]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects import sqlite
 
 from event_collector.kit.db.backend import Backend, BulkStatement, SelectT
@@ -64,6 +64,9 @@ class SQLiteBackend(Backend):
 
     def for_update(self, query: SelectT) -> SelectT:
         return query
+
+    def below_commit_mark(self, query: SelectT, txid: ColumnElement[Any]) -> SelectT:
+        return query  # one writer at a time: every committed row is final
 
     async def insert_unless_exists(
         self, conn: AnyConnection, table: Table, values: dict[str, Any]
