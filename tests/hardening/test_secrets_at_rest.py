@@ -13,18 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from event_collector.auth.keys import load_signing_keys
 from event_collector.delivery.service import destination_of
 from event_collector.kit import migrate
-from event_collector.kit.crypto import KEY_PREFIX, SecretBox, create_key_file
+from event_collector.kit.crypto import SecretBox, create_key_file
 from event_collector.kit.db import Database, utcnow
 from event_collector.models import subscription_table, tenant_table
 from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import open_headers, reseal_batch, seal_headers
 from tests.conftest import TenantFixture, make_settings
-from tests.subscriptions.helpers import URL, subscription_body, webhook_destination
+from tests.subscriptions.helpers import URL, key_rotation, subscription_body, webhook_destination
 
 AUTHORIZATION = "Bearer sk_live_migrated_0123456789"
 API_KEY = "xk-migrated-abcdef0123456789"
@@ -173,11 +172,7 @@ def test_key_files_and_the_directories_we_create_are_owner_only(tmp_path: Path) 
 async def test_reseal_moves_sealed_headers_to_the_newest_key(
     client: httpx.AsyncClient, tenant: TenantFixture, context: Runtime
 ) -> None:
-    current = context.secrets.current_kid
-    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
-    old_key = AESGCM.generate_key(bit_length=256)
-    old_box = SecretBox({"old": old_key}, current_kid="old")
-    rotated = SecretBox({"old": old_key, current: current_key}, current_kid=current)
+    current, old_box, rotated, _ = key_rotation(context)
     headers = {"Authorization": AUTHORIZATION}
     body = subscription_body(destination=webhook_destination(headers=headers))
     assert (await client.post(URL, json=body, headers=tenant.headers)).status_code == 201

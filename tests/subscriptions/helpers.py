@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
+from event_collector.kit.crypto import KEY_PREFIX, SecretBox
 from event_collector.models import subscription_table
 from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import secret_associated_data
@@ -103,3 +105,23 @@ def assert_bad_request(response: httpx.Response, *fragments: str) -> None:
     text = " ".join([body["detail"], *(e["msg"] for e in body.get("errors", []))])
     for fragment in fragments:
         assert fragment in text, (fragment, body)
+
+
+class KeyRotation(NamedTuple):
+    current: str  # the server's current key id
+    old_box: SecretBox  # seals with a retired key only
+    rotated: SecretBox  # the retired key and the server's current one (which seals)
+    lost_box: SecretBox  # seals with a key the servers no longer have
+
+
+def key_rotation(context: Runtime) -> KeyRotation:
+    """The boxes of a key rotation around the server's current key."""
+    current = context.secrets.current_kid
+    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
+    old_key = AESGCM.generate_key(bit_length=256)
+    return KeyRotation(
+        current,
+        SecretBox({"old": old_key}, current_kid="old"),
+        SecretBox({"old": old_key, current: current_key}, current_kid=current),
+        SecretBox({"lost": AESGCM.generate_key(bit_length=256)}, current_kid="lost"),
+    )

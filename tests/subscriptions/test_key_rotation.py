@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
@@ -17,8 +16,13 @@ from event_collector.notifications import email_settings
 from event_collector.runtime import Runtime
 from event_collector.subscriptions.service import reseal_batch, secret_associated_data
 from tests.conftest import TenantFixture
-from tests.subscriptions.helpers import ACCESS_SECRET, URL, subscription_body
-from tests.subscriptions.test_endpoints import stored_row
+from tests.subscriptions.helpers import (
+    ACCESS_SECRET,
+    URL,
+    key_rotation,
+    stored_row,
+    subscription_body,
+)
 
 SENDGRID_KEY = "SG.rotation-key-0123456789"
 
@@ -26,12 +30,7 @@ SENDGRID_KEY = "SG.rotation-key-0123456789"
 async def test_reseal_moves_old_secrets_to_the_newest_key(
     client, tenant: TenantFixture, context: Runtime
 ) -> None:
-    current = context.secrets.current_kid
-    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
-    old_key = AESGCM.generate_key(bit_length=256)
-    old_box = SecretBox({"old": old_key}, current_kid="old")
-    rotated = SecretBox({"old": old_key, current: current_key}, current_kid=current)
-    lost_box = SecretBox({"lost": AESGCM.generate_key(bit_length=256)}, current_kid="lost")
+    current, old_box, rotated, lost_box = key_rotation(context)
 
     ids = []
     for _ in range(3):
@@ -82,12 +81,7 @@ async def test_reseal_moves_old_secrets_to_the_newest_key(
 async def test_reseal_moves_old_sendgrid_keys_to_the_newest_key(
     client, tenant: TenantFixture, other_tenant: TenantFixture, context: Runtime
 ) -> None:
-    current = context.secrets.current_kid
-    current_key = (context.settings.key_dir / f"{KEY_PREFIX}{current}.bin").read_bytes()
-    old_key = AESGCM.generate_key(bit_length=256)
-    old_box = SecretBox({"old": old_key}, current_kid="old")
-    rotated = SecretBox({"old": old_key, current: current_key}, current_kid=current)
-    lost_box = SecretBox({"lost": AESGCM.generate_key(bit_length=256)}, current_kid="lost")
+    current, old_box, rotated, lost_box = key_rotation(context)
     # the tenant's key sealed before the rotation; the other's with a key since removed
     for who, box in ((tenant, old_box), (other_tenant, lost_box)):
         body = {"provider": "sendgrid", "sendgrid_api_key": SENDGRID_KEY}
